@@ -4,7 +4,7 @@ view sessions and the access log. SQLAlchemy 2 typed mappings; portable between 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -14,8 +14,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones. Compare only these."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON,
+    }
 
 
 class Purpose(Base):
@@ -110,7 +117,8 @@ class RawViewRequest(Base):
     purpose: Mapped[str] = mapped_column(ForeignKey("purposes.id"))
     case_ref: Mapped[str] = mapped_column(String(200))
     justification: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|approved|denied|revoked|expired
+    # pending | approved | denied | revoked | expired
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     approver_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

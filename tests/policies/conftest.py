@@ -1,0 +1,128 @@
+"""Fixtures of the control plane's tests: a real PostgreSQL server for the session, a fresh database per
+test on SQLite and on PostgreSQL, and a PolicyContext seeded with the default policy."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from policies.context import PolicyContext, PolicySettings
+from policies.db import Database
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    # initdb refuses to run as root: drop to the postgres account when we are root.
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL 15 cluster on loopback; its unix socket lives in its own temp dir."""
+    root = Path(tempfile.mkdtemp(prefix="cctv-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", _free_port()
+    superuser = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", superuser, "-A", "trust",
+                      "-E", "UTF8", "--no-sync"]),
+        check=True, capture_output=True,
+    )
+    # Durability is pointless for a throwaway cluster; turning it off keeps the suite quick.
+    opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off")
+    subprocess.run(
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
+                      "-w", "-t", "60", "start"]),
+        check=True, capture_output=True,
+    )
+    try:
+        yield PostgresServer("127.0.0.1", port, superuser)
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_pg_database(postgres_server: PostgresServer) -> Iterator[Callable[[], str]]:
+    """Creates fresh, empty PostgreSQL databases; drops them after the test. Returns their URLs."""
+    admin = create_engine(postgres_server.url("postgres"), isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"t_{os.getpid()}_{next(_db_counter)}"
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return postgres_server.url(name)
+
+    yield make
+    with admin.connect() as c:
+        for name in created:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a fresh, empty database of each kind (no tables yet)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cctv.db'}"
+    return request.getfixturevalue("make_pg_database")()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A fresh Database with every table created, on SQLite and on PostgreSQL."""
+    database = Database(db_url)
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(db: Database) -> PolicySettings:
+    return PolicySettings(database_url=db.url, token_secret="test-token-secret-0123456789abcdef")
+
+
+@pytest.fixture
+def context(settings: PolicySettings, db: Database) -> PolicyContext:
+    """A PolicyContext on the test's database, seeded with the shipped default policy."""
+    from policies.context import build_context
+    from policies.defaults import load_defaults
+
+    ctx = build_context(settings, db=db)
+    load_defaults(ctx)
+    return ctx
