@@ -164,3 +164,25 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditCheckpoint(Base):
+    """Where the retained access log starts after retention removed older entries: the first retained
+    entry chains to `hash` (the hash of removed entry `seq`). Each one is also logged as "audit.retention"."""
+
+    __tablename__ = "audit_checkpoint"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seq: Mapped[int] = mapped_column(Integer)  # last removed entry
+    hash: Mapped[str] = mapped_column(String(64))  # its hash
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditHead(Base):
+    """One row: the last appended entry. Appends lock and move it, so removing the newest entries shows."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
