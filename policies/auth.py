@@ -1,0 +1,285 @@
+"""Who is asking: local accounts (argon2 password hashes, short-lived HS256 tokens) and the city's single
+sign-on (OIDC bearer JWTs checked against its JWKS, roles mapped to relay roles). `require(...)` is the
+FastAPI dependency every protected endpoint uses; each refusal is written to the access log (never the
+token itself)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from policies.audit import AuditLog
+from policies.context import PolicySettings
+from policies.db import Database
+from policies.models import Role, User
+from policies.service import Principal
+
+LOCAL_ISSUER = "cctv-relay"
+PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_raw": "can_approve_raw",
+               "admin": "can_admin", "audit": "can_audit"}
+_OIDC_ALGORITHMS = ["RS256", "ES256"]
+_JWKS_TTL_S = 300.0
+_JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the JWKS at most this often (key rotation)
+
+
+class AuthError(Exception):
+    """Authentication refused. `status`: 401 (who are you?) or 403 (known, but not let in)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Jwks:
+    """The SSO's signing keys from an http(s) URL (cached) or a file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._keys: dict[str | None, Any] = {}
+        self._fetched = 0.0
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        try:
+            if self.source.startswith(("http://", "https://")):
+                resp = httpx.get(self.source, timeout=5.0)
+                resp.raise_for_status()
+                doc = resp.json()
+            else:
+                doc = json.loads(Path(self.source).read_text())
+            jwks = jwt.PyJWKSet.from_dict(doc)
+        except (httpx.HTTPError, OSError, ValueError, jwt.PyJWTError) as exc:
+            raise AuthError(f"single sign-on keys unavailable ({type(exc).__name__})") from exc
+        self._keys = {k.key_id: k for k in jwks.keys}
+        self._fetched = time.monotonic()
+
+    def key(self, kid: str | None) -> Any:
+        with self._lock:
+            age = time.monotonic() - self._fetched
+            if not self._keys or age > _JWKS_TTL_S or (kid not in self._keys and age > _JWKS_MIN_REFRESH_S):
+                self._load()
+            if kid is None and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            if kid not in self._keys:
+                raise AuthError("token signed by an unknown key")
+            return self._keys[kid]
+
+
+class Authenticator:
+    def __init__(self, settings: PolicySettings, db: Database, audit: AuditLog) -> None:
+        self.settings = settings
+        self.db = db
+        self.audit = audit
+        # Without a configured secret tokens only live as long as this process (and only work in it).
+        self._secret = settings.token_secret or secrets.token_urlsafe(32)
+        self._hasher = PasswordHasher()
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._jwks = _Jwks(settings.oidc_jwks_url) if settings.oidc_jwks_url else None
+
+    # -- passwords -----------------------------------------------------------------------------------
+
+    def hash_password(self, password: str) -> str:
+        if len(password) < 8:
+            raise AuthError("password must be at least 8 characters", status=400)
+        return self._hasher.hash(password)
+
+    def verify_password(self, password_hash: str | None, password: str) -> bool:
+        try:
+            matched = self._hasher.verify(password_hash or self._dummy_hash, password)
+            return matched and password_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # -- local accounts ------------------------------------------------------------------------------
+
+    def login(self, username: str, password: str, client: str = "") -> str:
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            # Verify against a dummy hash for unknown users so timing does not reveal who exists.
+            ok = self.verify_password(user.password_hash if user else None, password)
+            roles = [r.name for r in user.roles] if user else []
+            if not ok or user is None or not user.active:
+                why = "unknown user" if user is None else ("wrong password" if not ok else "account disabled")
+                self.audit.append("auth.fail", actor=username[:128], roles=roles, decision="deny", reason=why,
+                                  details={"method": "password", "client": client})
+                raise AuthError("invalid username or password")
+            if self._hasher.check_needs_rehash(user.password_hash or ""):
+                user.password_hash = self._hasher.hash(password)
+            user_id = user.id
+        self.audit.append("auth.login", actor=username, roles=roles, decision="allow",
+                          details={"method": "password", "client": client})
+        return self.issue_token(user_id)
+
+    def issue_token(self, user_id: int) -> str:
+        now = int(time.time())
+        claims = {"iss": LOCAL_ISSUER, "sub": str(user_id), "iat": now,
+                  "exp": now + self.settings.token_ttl_s, "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    # -- any bearer token ----------------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> Principal:
+        if not token:
+            raise AuthError("no token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        if header.get("alg") == "HS256":
+            return self._local(token)
+        if header.get("alg") in _OIDC_ALGORITHMS and self._jwks is not None:
+            return self._oidc(token, header.get("kid"))
+        raise AuthError("token type not accepted")
+
+    def _local(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=LOCAL_ISSUER,
+                                options={"require": ["exp", "sub", "jti"]})
+            user_id = int(claims["sub"])
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise AuthError("invalid token") from exc
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None or not user.active:
+                raise AuthError("account disabled or removed")
+            return _principal(user)
+
+    def _oidc(self, token: str, kid: str | None) -> Principal:
+        assert self._jwks is not None
+        st = self.settings
+        if st.oidc_issuer is None or st.oidc_audience is None:
+            raise AuthError("single sign-on is not fully configured (issuer and audience)")
+        key = self._jwks.key(kid)
+        try:
+            claims = jwt.decode(token, key.key, algorithms=_OIDC_ALGORITHMS, audience=st.oidc_audience,
+                                issuer=st.oidc_issuer, leeway=10,
+                                options={"require": ["exp", "sub", "iss", "aud"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("token not meant for this relay") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("token from an unknown issuer") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("invalid token") from exc
+        subject = str(claims["sub"])
+        sso_roles = claims.get(st.oidc_role_claim) or []
+        if isinstance(sso_roles, str):
+            sso_roles = [sso_roles]
+        wanted = {st.oidc_role_map[r] for r in sso_roles if isinstance(r, str) and r in st.oidc_role_map}
+        with self.db.session() as s:
+            roles = list(s.scalars(select(Role).where(Role.name.in_(wanted)))) if wanted else []
+            user = s.scalar(select(User).where(User.oidc_subject == subject))
+            name = str(claims.get("preferred_username") or subject)[:100]
+            if user is None:
+                taken = s.scalar(select(User.id).where(User.username == name)) is not None
+                user = User(username=f"sso:{subject}"[:128] if taken else name, oidc_subject=subject,
+                            display_name=str(claims.get("name") or "")[:200], password_hash=None)
+                s.add(user)
+            if not user.active:
+                raise AuthError("account disabled", status=403)
+            if not roles:
+                raise AuthError("single sign-on roles grant no relay role", status=403)
+            # The SSO is the source of truth for an SSO user's roles; follow it on every token.
+            if {r.name for r in user.roles} != {r.name for r in roles}:
+                user.roles = roles
+            s.flush()
+            return _principal(user)
+
+    def permissions(self, principal: Principal) -> set[str]:
+        with self.db.session() as s:
+            roles = list(s.scalars(select(Role).where(Role.name.in_(principal.roles))))
+        return {p for p, flag in PERMISSIONS.items() if any(getattr(r, flag) for r in roles)}
+
+
+def _principal(user: User) -> Principal:
+    return Principal(user_id=user.id, username=user.username, roles=tuple(sorted(r.name for r in user.roles)))
+
+
+# -- FastAPI -----------------------------------------------------------------------------------------
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get("cctv_token", "")  # the dashboard keeps its token in a cookie
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def require(permission: str | None = None) -> Callable[..., Principal]:
+    """Dependency factory: the request's Principal, or 401 (no/bad token) / 403 (wrong role), logged."""
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def dependency(request: Request) -> Principal:
+        ctx = request.app.state.policies
+        where = {"method": request.method, "path": request.url.path, "client": _client(request)}
+        try:
+            principal = ctx.auth.authenticate(bearer_token(request))
+        except AuthError as exc:
+            ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
+                             details={**where, "status": exc.status})
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
+        if permission is not None and permission not in ctx.auth.permissions(principal):
+            ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
+                             decision="deny", reason=f"missing permission: {permission}",
+                             details={**where, "status": 403})
+            raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
+        return principal
+
+    return dependency
+
+
+class LoginBody(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+@router.post("/login")
+def login(body: LoginBody, request: Request) -> dict[str, Any]:
+    ctx = request.app.state.policies
+    try:
+        token = ctx.auth.login(body.username, body.password, client=_client(request))
+    except AuthError as exc:
+        raise HTTPException(401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    principal = ctx.auth.authenticate(token)
+    return {"access_token": token, "token_type": "bearer", "expires_in": ctx.settings.token_ttl_s,
+            "user": _user_doc(ctx, principal)}
+
+
+@router.get("/me")
+def me(request: Request, principal: Annotated[Principal, Depends(require())]) -> dict[str, Any]:
+    return _user_doc(request.app.state.policies, principal)
+
+
+def _user_doc(ctx: Any, principal: Principal) -> dict[str, Any]:
+    with ctx.db.session() as s:
+        user = s.get(User, principal.user_id)
+        display = user.display_name if user else ""
+    return {"id": principal.user_id, "username": principal.username, "display_name": display,
+            "roles": list(principal.roles), "permissions": sorted(ctx.auth.permissions(principal))}
