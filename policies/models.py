@@ -125,6 +125,7 @@ class RawViewRequest(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")  # why it was denied or revoked
 
 
 class ViewSession(Base):
@@ -143,6 +144,7 @@ class ViewSession(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     client: Mapped[str] = mapped_column(String(200), default="")
+    roles: Mapped[list[Any]] = mapped_column(default=list)  # roles it was granted under; re-checked
 
 
 class AuditEntry(Base):
