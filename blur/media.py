@@ -1,0 +1,200 @@
+"""Media files for `cctv-relay anonymize`: read images and videos, write lossless PNG and H.264 MP4.
+
+Outputs are complete or absent: each is written under a temporary name beside its final path and renamed only
+when the whole file has been written, so an interrupted or failed run never leaves a half-anonymized file that
+looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
+)
+
+# x264 settings for offline files: visually transparent, widely playable.
+_H264_OPTIONS = {"crf": "18", "preset": "medium"}
+
+
+class MediaError(Exception):
+    """A file that cannot be read or written; the message is one line meant for users."""
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("no such file")
+    if path.is_dir():
+        raise MediaError("is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise MediaError("permission denied")
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode a still image to 8-bit BGR (what `Anonymizer.process_bgr` takes)."""
+    _check_readable(path)
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise MediaError(f"cannot read: {exc.strerror or exc}") from None
+    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise MediaError(f"not a readable image (unknown or corrupt {path.suffix or 'file'} data)")
+    if img.dtype != np.uint8:
+        # 16-bit or float images: scale to 8 bits, which is what the detectors and the PNG output carry.
+        info = np.iinfo(img.dtype) if np.issubdtype(img.dtype, np.integer) else None
+        scale = 255.0 / info.max if info else 255.0
+        img = np.clip(img.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        # Alpha is dropped: a face behind transparency is still in the pixels.
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(img)
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    """Write a lossless PNG atomically."""
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise MediaError("PNG encoder failed")
+    tmp = _partial_path(path)
+    try:
+        buf.tofile(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise MediaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _av_reason(exc: Exception) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        text = exc.strerror or str(exc)
+        return text.rstrip(".").lower()
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class VideoReader:
+    """Decode the first video stream of a file into `av.VideoFrame`s (audio and other streams are ignored)."""
+
+    def __init__(self, path: Path) -> None:
+        _check_readable(path)
+        self.path = path
+        try:
+            self._container = av.open(str(path), mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            raise MediaError(f"not a readable video ({_av_reason(exc)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise MediaError("no video stream in file")
+        self.stream = self._container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        ctx = self.stream.codec_context
+        if not ctx.width or not ctx.height:
+            self._container.close()
+            raise MediaError("video stream has no picture size (corrupt header)")
+        self.width: int = ctx.width
+        self.height: int = ctx.height
+        self.time_base: Fraction = self.stream.time_base or Fraction(1, 90000)
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        self.rate: Fraction = Fraction(rate) if rate else Fraction(25)
+        # The container's own frame count, when it has one, tells a truncated file from a short one.
+        self.expected_frames: int = int(self.stream.frames or 0)
+        self.decoded = 0
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        try:
+            for frame in self._container.decode(self.stream):
+                self.decoded += 1
+                yield frame
+        except av.error.FFmpegError as exc:
+            raise MediaError(
+                f"corrupt or truncated video after frame {self.decoded} ({_av_reason(exc)})"
+            ) from None
+        if self.decoded == 0:
+            raise MediaError("video stream holds no decodable frames")
+        if self.expected_frames and self.decoded < self.expected_frames:
+            raise MediaError(
+                f"truncated video: decoded {self.decoded} of {self.expected_frames} frames the file announces"
+            )
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoWriter:
+    """Encode yuv420p frames to H.264 in MP4, keeping the source's frame timestamps, time base and rate.
+
+    Written under a temporary name; `commit()` renames it into place, `abort()` removes it.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, rate: Fraction, time_base: Fraction) -> None:
+        self.path = path
+        self._tmp = _partial_path(path)
+        # x264 with 4:2:0 needs even sizes; odd-sized sources are scaled by at most one pixel.
+        self.width = width + (width & 1)
+        self.height = height + (height & 1)
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"cannot write {path}: {_av_reason(exc)}") from None
+        self.stream = self._container.add_stream("libx264", rate=rate, options=dict(_H264_OPTIONS))
+        self.stream.width = self.width
+        self.stream.height = self.height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.time_base = time_base
+        self.stream.codec_context.time_base = time_base
+        self._time_base = time_base
+        self._frame_step = max(1, round(1 / (rate * time_base))) if rate and time_base else 1
+        self._last_pts: int | None = None
+        self.written = 0
+
+    def write(self, frame: av.VideoFrame, pts: int | None) -> None:
+        if frame.format.name != "yuv420p" or frame.width != self.width or frame.height != self.height:
+            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        # Keep source timestamps; invent them only where the source has none or they go backwards.
+        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
+            pts = 0 if self._last_pts is None else self._last_pts + self._frame_step
+        frame.pts = pts
+        frame.time_base = self._time_base
+        self._last_pts = pts
+        for packet in self.stream.encode(frame):
+            self._container.mux(packet)
+        self.written += 1
+
+    def commit(self) -> None:
+        for packet in self.stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._container.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
