@@ -349,10 +349,11 @@ class AuditLog:
             yield ("," if n else "") + "\n" + json.dumps(entry_dict(entry), ensure_ascii=False)
         yield "\n]\n"
 
-    def monthly_counts(self, *, kind: str = "view.start", decision: str | None = None,
+    def monthly_counts(self, *, kind: str | None = "view.start", decision: str | None = None,
                        since: dt.datetime | None = None, until: dt.datetime | None = None,
                        by: Sequence[str] = ("camera_id", "purpose")) -> list[dict[str, Any]]:
-        """Entries per UTC month and grouping columns, e.g. views per camera per purpose per month."""
+        """Entries per UTC month and grouping columns, e.g. views per camera per purpose per month.
+        `kind` matches like in query ("auth" = every auth.* entry); None = every kind."""
         cols = [getattr(AuditEntry, c) for c in by]
         if self.db.is_sqlite:
             month = func.strftime("%Y-%m", AuditEntry.ts)
@@ -360,7 +361,7 @@ class AuditLog:
             month = func.to_char(func.timezone("UTC", AuditEntry.ts), "YYYY-MM")
         month = month.label("month")
         stmt = self._filtered(select(month, *cols, func.count().label("count")).select_from(AuditEntry),
-                              decision=decision, since=since, until=until).where(AuditEntry.kind == kind)
+                              kind=kind, decision=decision, since=since, until=until)
         stmt = stmt.group_by(month, *cols).order_by(month, *cols)
         with self.db.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]

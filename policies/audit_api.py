@@ -1,0 +1,80 @@
+"""Auditor API (`/api/audit`): query, export, verify and summarize the access log. Auditors see the
+evidence, never video. Every use of this API is itself logged ("audit.access")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from policies.audit import AuditError, entry_dict
+from policies.auth import require
+from policies.service import Principal
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+Auditor = Annotated[Principal, Depends(require("audit"))]
+
+
+def _filters(actor: str | None = None, camera_id: str | None = None, purpose: str | None = None,
+             decision: Literal["allow", "deny"] | None = None, kind: str | None = None,
+             since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
+    found = {"actor": actor, "camera_id": camera_id, "purpose": purpose, "decision": decision, "kind": kind,
+             "since": since, "until": until}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+Filters = Annotated[dict[str, Any], Depends(_filters)]
+
+
+def _log_access(request: Request, who: Principal, what: str, filters: dict[str, Any]) -> None:
+    shown = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items()}
+    request.app.state.policies.audit.append("audit.access", actor=who.username, roles=who.roles,
+                                            decision="allow", reason=what, details={"filters": shown})
+
+
+@router.get("/entries")
+def entries(request: Request, who: Auditor, filters: Filters,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+            offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    log = request.app.state.policies.audit
+    _log_access(request, who, "query", filters)
+    rows = log.query(limit=limit, offset=offset, **filters)
+    return {"total": log.count(**filters), "limit": limit, "offset": offset,
+            "entries": [entry_dict(e) for e in rows]}
+
+
+@router.get("/export")
+def export(request: Request, who: Auditor, filters: Filters,
+           format: Literal["csv", "json"] = "csv") -> StreamingResponse:
+    _log_access(request, who, f"export {format}", filters)
+    try:
+        chunks = request.app.state.policies.audit.export(format, **filters)
+    except AuditError as exc:
+        raise HTTPException(400, detail=str(exc)) from None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
+    disposition = f'attachment; filename="access-log-{stamp}.{format}"'
+    return StreamingResponse(chunks, media_type=media, headers={"Content-Disposition": disposition})
+
+
+@router.get("/verify")
+def verify(request: Request, who: Auditor) -> dict[str, Any]:
+    _log_access(request, who, "verify", {})
+    return request.app.state.policies.audit.verify().as_dict()
+
+
+@router.get("/stats")
+def stats(request: Request, who: Auditor, since: dt.datetime | None = None,
+          until: dt.datetime | None = None) -> dict[str, Any]:
+    """Views per camera per purpose (and mode) per UTC month; denials per camera and reason."""
+    log = request.app.state.policies.audit
+    _log_access(request, who, "stats", _filters(since=since, until=until))
+    return {
+        "views": log.monthly_counts(kind="view.start", since=since, until=until,
+                                    by=("camera_id", "purpose", "mode")),
+        # Every refused request: view/raw decisions and authentication or role refusals alike.
+        "denials": log.monthly_counts(kind=None, decision="deny", since=since, until=until,
+                                      by=("kind", "camera_id", "purpose")),
+    }

@@ -1,0 +1,174 @@
+"""`cctv-relay audit verify|query|export|retention`: the access log from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from policies.audit import AuditError, AuditLog, entry_dict
+from policies.context import PolicySettings
+from policies.db import Database
+
+
+class _UsageError(Exception):
+    pass
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="verify, query and export the access log")
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", default=None,
+                       help="database URL (default: $CCTV_DATABASE_URL or the settings default)")
+
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--actor", help="user name")
+        p.add_argument("--camera", dest="camera_id", help="camera id")
+        p.add_argument("--purpose")
+        p.add_argument("--decision", choices=["allow", "deny"])
+        p.add_argument("--kind", help="entry kind, or a family such as 'view' or 'auth'")
+        p.add_argument("--since", help="ISO date/time (local time of the relay if no offset given)")
+        p.add_argument("--until", help="ISO date/time, exclusive")
+
+    p = sub.add_parser("verify", help="check the hash chain (and signatures); exit 1 on any problem")
+    common(p)
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("query", help="list matching entries")
+    common(p)
+    filters(p)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_query)
+
+    p = sub.add_parser("export", help="export matching entries with their hashes")
+    common(p)
+    filters(p)
+    p.add_argument("--format", choices=["csv", "json"], default="json")
+    p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("retention", help="remove entries older than the retention period, keep a checkpoint")
+    common(p)
+    p.add_argument("--days", type=int, default=None, help="override the retention_days setting")
+    p.set_defaults(func=_retention)
+
+
+def _open(args: argparse.Namespace) -> tuple[AuditLog, PolicySettings]:
+    settings = PolicySettings()
+    url = args.database_url or os.environ.get("CCTV_DATABASE_URL") or settings.database_url
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            raise _UsageError(f"no database at {path}")
+    db = Database(url)
+    db.create_all()  # adds tables a newer version introduced; never alters existing ones
+    days = getattr(args, "days", None) or settings.retention_days
+    return AuditLog(db, signing_key=settings.audit_signing_key, retention_days=days), settings
+
+
+def _when(value: str | None, tz: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise _UsageError(f"not an ISO date/time: {value!r}") from None
+    return when.replace(tzinfo=ZoneInfo(tz)) if when.tzinfo is None else when
+
+
+def _filters(args: argparse.Namespace, settings: PolicySettings) -> dict[str, Any]:
+    found = {k: getattr(args, k) for k in ("actor", "camera_id", "purpose", "decision", "kind")}
+    found["since"] = _when(args.since, settings.timezone)
+    found["until"] = _when(args.until, settings.timezone)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _run(func: Any, args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except (_UsageError, AuditError) as exc:
+        print(f"cctv-relay audit: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # The driver's message is enough and never includes the password of the URL.
+        print(f"cctv-relay audit: database error: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def _verify(args: argparse.Namespace) -> int:
+    def go(args: argparse.Namespace) -> int:
+        log, _ = _open(args)
+        result = log.verify()
+        span = f" (seq {result.first_seq}-{result.last_seq})" if result.checked else ""
+        signed = "signed" if result.signed else "unsigned: no audit_signing_key set"
+        if result.ok:
+            print(f"ok: {result.checked} entries verified{span}, {signed}")
+            return 0
+        print(f"FAILED: {len(result.problems)} problem(s) in {result.checked} entries{span}, {signed}")
+        for problem in result.problems:
+            print(f"  {problem}")
+        return 1
+
+    return _run(go, args)
+
+
+def _query(args: argparse.Namespace) -> int:
+    def go(args: argparse.Namespace) -> int:
+        log, settings = _open(args)
+        entries = log.query(limit=args.limit, offset=args.offset, **_filters(args, settings))
+        for e in entries:
+            if args.json:
+                print(json.dumps(entry_dict(e), ensure_ascii=False))
+            else:
+                print(f"{e.seq:>7} {entry_dict(e)['ts']} {e.kind:<16} {e.actor:<16} {e.camera_id or '-':<14} "
+                      f"{e.purpose or '-':<20} {e.mode or '-':<10} {e.decision or '-':<5} {e.reason}")
+        return 0
+
+    return _run(go, args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    def go(args: argparse.Namespace) -> int:
+        log, settings = _open(args)
+        chunks = log.export(args.format, **_filters(args, settings))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                out.writelines(chunks)
+        else:
+            sys.stdout.writelines(chunks)
+        return 0
+
+    return _run(go, args)
+
+
+def _retention(args: argparse.Namespace) -> int:
+    def go(args: argparse.Namespace) -> int:
+        log, _ = _open(args)
+        removed = log.apply_retention()
+        print(f"removed {removed} entries older than {log.retention_days} days")
+        return 0
+
+    return _run(go, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m policies.audit_cli ...`), same as `cctv-relay audit ...`."""
+    parser = argparse.ArgumentParser(prog="cctv-relay")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
