@@ -40,3 +40,27 @@ class PolicyContext:
     audit: AuditLog
     service: PolicyService
     auth: Authenticator
+
+
+def build_context(
+    settings: PolicySettings, db: Database | None = None, create_tables: bool = True
+) -> PolicyContext:
+    """Wire the control plane: database, access log, authenticator and policy service."""
+    from policies.audit import AuditLog
+    from policies.auth import Authenticator
+    from policies.db import Database
+    from policies.service import PolicyService
+
+    if db is None:
+        db = Database(settings.database_url)
+    if create_tables:
+        db.create_all()
+    key = settings.audit_signing_key.encode() if settings.audit_signing_key else None
+    audit = AuditLog(db, signing_key=key, retention_days=settings.retention_days)
+    return PolicyContext(
+        settings=settings,
+        db=db,
+        audit=audit,
+        service=PolicyService(db, audit, settings),
+        auth=Authenticator(settings, db, audit),
+    )
