@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -52,7 +53,10 @@ def build_context(
     from policies.service import PolicyService
 
     if db is None:
-        db = Database(settings.database_url)
+        url = settings.database_url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        db = Database(url)
     if create_tables:
         db.create_all()
     key = settings.audit_signing_key.encode() if settings.audit_signing_key else None

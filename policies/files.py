@@ -157,13 +157,17 @@ def load(paths: Path | str | Sequence[Path | str]) -> LoadedPolicy:
     return LoadedPolicy(document, origins, [str(f) for f in files])
 
 
-def check_references(loaded: LoadedPolicy, session: Session | None = None) -> None:
-    """Cross-references against the file plus what the database already holds. Raises PolicyFileError."""
+def check_references(loaded: LoadedPolicy, session: Session | None = None,
+                     also_known: PolicyDocument | None = None) -> None:
+    """Cross-references against the file plus what the database (or `also_known`) already holds.
+    Raises PolicyFileError."""
     doc, problems = loaded.document, []
 
     def known(section: str) -> set[str]:
         key = KEYS[section]
         ids = {getattr(x, key) for x in getattr(doc, section)}
+        if also_known is not None:
+            ids |= {getattr(x, key) for x in getattr(also_known, section)}
         if session is not None:
             model = MODELS[section]
             ids |= set(session.scalars(select(getattr(model, key))))
@@ -346,9 +350,12 @@ def log_changes(audit: Any, actor: str, roles: Sequence[str], changes: Iterable[
 
 
 def validate(paths: Path | str | Sequence[Path | str], db: Any = None) -> LoadedPolicy:
+    """Shape and references. Without a database, references may also name the shipped defaults."""
     loaded = load(paths)
     if db is None:
-        check_references(loaded)
+        from policies.defaults import DEFAULTS_DIR
+
+        check_references(loaded, also_known=load(DEFAULTS_DIR).document)
     else:
         with db.session() as s:
             check_references(loaded, s)
