@@ -1,0 +1,206 @@
+"""The relay's web service: one FastAPI app that wires the control plane (policies) beside the data plane
+(camera manager, WHEP) and serves the dashboard.
+
+Routes: `/healthz` (no auth), `/metrics` (admin or the scrape token), `/` + `/static/*` (dashboard, no
+secrets), `/api/cameras` (what the caller may watch, with health), `/api/cameras/{id}/health`, WHEP under
+`/whep`, and the policies' routers (auth, admin API, audit API, public register)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from policies.auth import AuthError, require
+from policies.context import PolicyContext
+from policies.service import CameraRuntime, Principal
+from relay.config import RelaySettings, load_settings
+
+log = logging.getLogger("relay.app")
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+# The dashboard loads only its own files; media arrives over WebRTC (no blob/data URLs needed for video).
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+# Health fields safe to show any viewer (never the source URL, redacted or not: that is for admins).
+_HEALTH_FIELDS = ("state", "connected", "fps_in", "fps_out", "last_frame_age_s", "reconnects", "viewers",
+                  "failsafe_frames", "dropped_frames", "last_error", "width", "height", "frozen")
+
+
+Viewer = Annotated[Principal, Depends(require("view"))]
+
+
+def _resolver(ctx: PolicyContext) -> Callable[[str], CameraRuntime | None]:
+    def resolve(camera_id: str) -> CameraRuntime | None:
+        runtime = ctx.service.camera_runtime(camera_id)
+        return runtime if runtime is not None and runtime.enabled else None
+
+    return resolve
+
+
+def health_summary(health: Any) -> dict[str, Any]:
+    """A camera's health as plain JSON, limited to fields that hold no secrets."""
+    if health is None:
+        return {"state": "idle", "connected": False}
+    if dataclasses.is_dataclass(health):
+        raw = dataclasses.asdict(health)  # type: ignore[arg-type]
+    elif hasattr(health, "model_dump"):
+        raw = health.model_dump()
+    elif isinstance(health, dict):
+        raw = dict(health)
+    else:
+        raw = {k: getattr(health, k) for k in _HEALTH_FIELDS if hasattr(health, k)}
+    out = {k: raw[k] for k in _HEALTH_FIELDS if k in raw}
+    if "state" not in out:
+        out["state"] = "up" if out.get("connected") else "down"
+    return out
+
+
+def has_permission(ctx: PolicyContext, principal: Principal, permission: str) -> bool:
+    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...)."""
+    return permission in ctx.auth.permissions(principal)
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def create_app(settings: RelaySettings | None = None, *, context: PolicyContext | None = None) -> FastAPI:
+    """The relay app. `context`: an existing PolicyContext to use (tests, demo); else built from settings."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from policies.context import build_context
+        from relay.cameras import CameraManager
+        from relay.whep import WhepSessions
+
+        ctx = context or build_context(settings)
+        app.state.policies = ctx
+        app.state.settings = settings
+        manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec)
+        app.state.cameras = manager
+        app.state.whep = WhepSessions(ctx, manager, settings)
+        await manager.start()
+        log.info("relay listening; database %s", "sqlite" if ctx.db.is_sqlite else "postgresql")
+        try:
+            yield
+        finally:
+            await app.state.whep.close_all("relay shutting down")
+            await manager.stop()
+            if context is None:
+                ctx.db.dispose()
+
+    app = FastAPI(title="cctv-relay", version="0.1.0", lifespan=lifespan,
+                  description="Anonymizing CCTV relay: live video over WHEP under access policy, logged.")
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "If-Match"],
+                           expose_headers=["Location", "ETag", "Link", "Accept-Patch"])
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        path = request.url.path
+        if path == "/" or path.startswith("/static/"):
+            response.headers.setdefault("Content-Security-Policy", _CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        elif path.startswith(("/api/", "/whep/")):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    _mount_policy_routers(app)
+    from relay.whep import router as whep_router
+
+    app.include_router(whep_router)
+    _add_relay_routes(app, settings)
+    app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
+    return app
+
+
+def _mount_policy_routers(app: FastAPI) -> None:
+    from policies import api, audit_api, auth, register
+
+    for module in (auth, api, audit_api, register):
+        app.include_router(module.router)
+
+
+def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
+    @app.get("/healthz", tags=["relay"], include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html")
+
+    async def metrics_access(request: Request) -> None:
+        # Prometheus scrapes with a static token; a signed-in admin may look too. Refusals are logged.
+        ctx: PolicyContext = request.app.state.policies
+        token = bearer_token(request)
+        scrape = settings.metrics_token
+        if token and scrape and hmac.compare_digest(token.encode(), scrape.encode()):
+            return
+
+        if not token:
+            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous",
+                                    reason="no credentials", details={"path": "/metrics"})
+            raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            principal = await asyncio.to_thread(ctx.auth.authenticate, token)
+        except AuthError as exc:
+            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous",
+                                    reason=f"bad credentials: {exc}", details={"path": "/metrics"})
+            raise HTTPException(401, "invalid or expired token",
+                                headers={"WWW-Authenticate": "Bearer"}) from None
+        if not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
+            await asyncio.to_thread(ctx.audit.append, "auth.forbidden", actor=principal.username,
+                                    roles=list(principal.roles), reason="metrics need the admin right",
+                                    details={"path": "/metrics"})
+            raise HTTPException(403, "metrics need the admin right or the scrape token")
+
+    @app.get("/metrics", tags=["relay"], dependencies=[Depends(metrics_access)])
+    async def metrics() -> Response:
+        import relay.metrics  # noqa: F401  (registers the relay's metrics)
+
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/cameras", tags=["relay"])
+    async def list_cameras(request: Request, principal: Viewer) -> JSONResponse:
+        """Cameras the caller may watch, each with its approved purposes and a health summary."""
+        ctx: PolicyContext = request.app.state.policies
+        cameras = await asyncio.to_thread(ctx.service.cameras_for, principal)
+        health = request.app.state.cameras.health()
+        out = []
+        for cam in cameras:
+            item = {k: v for k, v in dict(cam).items() if k not in _SECRET_KEYS}
+            item["health"] = health_summary(health.get(item["id"]))
+            out.append(item)
+        return JSONResponse({"cameras": out})
+
+    @app.get("/api/cameras/{camera_id}/health", tags=["relay"])
+    async def camera_health(camera_id: str, request: Request, principal: Viewer) -> JSONResponse:
+        ctx: PolicyContext = request.app.state.policies
+        cameras = await asyncio.to_thread(ctx.service.cameras_for, principal)
+        if not any(dict(c).get("id") == camera_id for c in cameras):
+            raise HTTPException(404, f"no camera {camera_id!r} among the cameras you may watch")
+        health = request.app.state.cameras.health().get(camera_id)
+        return JSONResponse({"id": camera_id, **health_summary(health)})
+
+
+_SECRET_KEYS = frozenset({"source_url", "source_username", "source_password", "redacted_url",
+                          "privacy_masks"})

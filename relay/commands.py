@@ -1,0 +1,75 @@
+"""`cctv-relay serve` (the relay from a config file + environment) and `cctv-relay demo` (everything
+embedded: SQLite, default policy, demo users, a sample camera)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="run the relay (dashboard, WHEP, APIs)",
+                           description="Run the relay. Settings: --config YAML file, then CCTV_* environment "
+                                       "variables (they win over the file), then these options.")
+    serve.add_argument("--config", type=Path, help="YAML config file (e.g. relay.yaml)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="run a self-contained demo: sample camera, demo users, dashboard")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--data-dir", type=Path, default=Path("var"), help="where the demo keeps its files")
+    source = demo.add_mutually_exclusive_group()
+    source.add_argument("--rtsp", dest="rtsp", action="store_true", default=None,
+                        help="serve the sample camera over RTSP (GStreamer); the default when available")
+    source.add_argument("--file", dest="rtsp", action="store_false", help="loop the sample file instead")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _fail(message: str) -> int:
+    print(f"cctv-relay: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from policies.context import build_context
+    from relay.app import create_app
+    from relay.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        ctx = build_context(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        # The URL may carry a password: say which kind of database failed, not the URL.
+        kind = settings.database_url.split(":", 1)[0]
+        return _fail(f"cannot open the {kind} database: {type(exc).__name__}: {_first_line(exc)}")
+    try:
+        uvicorn.run(create_app(settings, context=ctx), host=settings.host, port=settings.port,
+                    log_level="info", proxy_headers=bool(settings.public_url))
+    finally:
+        ctx.db.dispose()
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from relay.demo import DemoError, run
+
+    try:
+        return run(args.data_dir, host=args.host, port=args.port, use_rtsp=args.rtsp)
+    except DemoError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 0

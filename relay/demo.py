@@ -1,0 +1,208 @@
+"""`cctv-relay demo`: the whole relay on one machine, with nothing to configure.
+
+An SQLite database under `var/`, the shipped default policy, one demo user per role (fresh passwords each
+run, printed once), and a sample camera: a generated street scene with real faces, served by a real RTSP
+server (GStreamer, when Debian's python3-gi is there) or else looped from the file. Runs until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from relay.config import RelaySettings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RTSP_SERVER_SCRIPT = REPO_ROOT / "tests" / "support" / "rtsp_server.py"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+CAMERA_ID = "demo-xinyi-01"
+
+# username -> (role, who they stand for)
+DEMO_USERS: dict[str, tuple[str, str]] = {
+    "viewer": ("dashboard_viewer", "Operations centre staff (anonymized, city purposes)"),
+    "operator": ("police_operator", "Police monitoring desk (anonymized)"),
+    "investigator": ("police_investigator", "Investigator (may request raw view for a case)"),
+    "approver": ("raw_approver", "Duty supervisor (approves raw-view requests; no video)"),
+    "admin": ("policy_admin", "Policy administrator (cameras, rules, users; no video)"),
+    "auditor": ("auditor", "Auditor (access log and statistics; no video)"),
+}
+
+
+class DemoError(RuntimeError):
+    """Something the demo needs is missing (one line for the user)."""
+
+
+@dataclass
+class DemoSetup:
+    settings: RelaySettings
+    passwords: dict[str, str]
+    source_kind: str  # "rtsp" | "file"
+    source_shown: str  # what to print (no credentials: the demo camera has none)
+
+
+def rtsp_available() -> bool:
+    """Debian's python3 with gi + GstRtspServer, and the server script from the repository checkout."""
+    if not (SYSTEM_PYTHON.exists() and RTSP_SERVER_SCRIPT.exists()):
+        return False
+    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+             "from gi.repository import GstRtspServer")
+    try:
+        result = subprocess.run([str(SYSTEM_PYTHON), "-c", probe], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+@contextmanager
+def rtsp_camera(sample: Path, port: int = 0, fps: int = 25) -> Iterator[str]:
+    """Serve `sample` (.h264) over RTSP in a subprocess; yields its URL; stops it on exit."""
+    cmd = [str(SYSTEM_PYTHON), str(RTSP_SERVER_SCRIPT), "--port", str(port), "--path", "/street",
+           "--file", str(sample), "--fps", str(fps)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = _wait_ready(proc, timeout=20)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    found: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(("READY ", "ERROR ")):
+                found.append(line.strip())
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found or not found[0].startswith("READY "):
+        proc.kill()
+        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+        why = found[0] if found else (err.strip().splitlines() or ["no READY line"])[-1]
+        raise DemoError(f"the RTSP test server did not start: {why}")
+    return found[0].split(" ", 1)[1]
+
+
+def ensure_sample(data_dir: Path) -> Path:
+    from relay.samples import write_sample
+
+    sample = data_dir / "demo-street.h264"
+    if not sample.exists():
+        tmp = sample.with_suffix(".tmp.h264")
+        write_sample(tmp, width=1280, height=720, fps=25, seconds=12.0)
+        tmp.replace(sample)
+    return sample
+
+
+def demo_policy(source_url: str) -> dict:
+    users = [{"username": name, "display_name": who, "roles": [role],
+              "password": "${CCTV_DEMO_PASSWORD_" + name.upper() + "}"}
+             for name, (role, who) in DEMO_USERS.items()]
+    camera = {
+        "id": CAMERA_ID, "name": "Xinyi Rd / Shifu Rd (demo)", "latitude": 25.0375, "longitude": 121.5645,
+        "address": "Shifu Rd & Xinyi Rd, Xinyi District", "district": "Xinyi",
+        "agency": "Taipei City Police Department (demo)",
+        "purposes": ["public_safety", "social_order", "crime_prevention", "criminal_investigation",
+                     "traffic_management", "disaster_response"],
+        "tags": ["demo", "intersection"], "signage": True, "source_url": source_url, "keepalive": False,
+    }
+    return {"version": 1, "cameras": [camera], "users": users}
+
+
+def prepare(data_dir: Path, source_url: str, *, host: str, port: int) -> tuple[DemoSetup, object]:
+    """Database, default policy, demo camera and users. Returns the setup and its PolicyContext."""
+    from policies import files
+    from policies.context import build_context
+    from policies.defaults import load_defaults
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{(data_dir / 'demo.db').resolve()}"
+    settings = load_settings(database_url=database_url, host=host, port=port)
+    ctx = build_context(settings)
+    load_defaults(ctx, actor="demo")
+    passwords = {name: secrets.token_urlsafe(9) for name in DEMO_USERS}
+    policy_file = data_dir / "demo-policy.yaml"
+    policy_file.write_text(yaml.safe_dump(demo_policy(source_url), sort_keys=False, allow_unicode=True))
+    saved = {k: os.environ.get(k) for k in (f"CCTV_DEMO_PASSWORD_{n.upper()}" for n in DEMO_USERS)}
+    try:
+        for name, pw in passwords.items():
+            os.environ[f"CCTV_DEMO_PASSWORD_{name.upper()}"] = pw
+        loaded = files.load(policy_file)
+        files.apply(ctx.db, ctx.audit, loaded, actor="demo", hasher=ctx.auth.hash_password, source="demo")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    kind = "rtsp" if source_url.startswith("rtsp://") else "file"
+    return DemoSetup(settings, passwords, kind, source_url), ctx
+
+
+def banner(setup: DemoSetup) -> str:
+    s = setup.settings
+    url = f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}/"
+    width = max(len(n) for n in DEMO_USERS)
+    lines = [
+        "",
+        "cctv-relay demo",
+        f"  dashboard:  {url}",
+        f"  camera:     {CAMERA_ID} ({setup.source_kind}: {setup.source_shown})",
+        f"  database:   {s.database_url}",
+        "  users (passwords are new on every start; shown only here):",
+    ]
+    for name, (role, who) in DEMO_USERS.items():
+        lines.append(f"    {name:<{width}}  {setup.passwords[name]:<14} {role:<20} {who}")
+    lines += [
+        "  raw view: sign in as investigator, request raw for criminal_investigation with a case reference",
+        "  (POST /api/raw-requests), have approver approve it, then pick mode 'raw' with the same case ref.",
+        "  Ctrl-C stops the relay.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, use_rtsp: bool | None = None) -> int:
+    import uvicorn
+
+    from relay.app import create_app
+
+    sample = ensure_sample(data_dir)
+    want_rtsp = rtsp_available() if use_rtsp is None else use_rtsp
+    with _camera_source(sample, want_rtsp) as source_url:
+        setup, ctx = prepare(data_dir, source_url, host=host, port=port)
+        print(banner(setup), flush=True)
+        app = create_app(setup.settings, context=ctx)  # type: ignore[arg-type]
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="info")
+        finally:
+            ctx.db.dispose()  # type: ignore[attr-defined]
+    return 0
+
+
+@contextmanager
+def _camera_source(sample: Path, use_rtsp: bool) -> Iterator[str]:
+    if use_rtsp:
+        with rtsp_camera(sample) as url:
+            yield url
+    else:
+        print("note: no GStreamer RTSP server; the demo camera loops the sample file", file=sys.stderr)
+        yield str(sample.resolve())
