@@ -188,8 +188,7 @@ def _apply_user(ctx: PolicyContext, item: UserIn) -> None:
     try:
         files.apply(ctx.db, ctx.audit, loaded, actor=CLI_ACTOR, hasher=ctx.auth.hash_password, source="cli")
     except files.PolicyFileError as exc:
-        # Not from a file: drop the placeholder location, keep the field and problem.
-        raise _UsageError("; ".join(p.split(": ", 1)[1] for p in exc.problems)) from None
+        raise _UsageError("; ".join(exc.problems)) from None
 
 
 def _user_password(args: argparse.Namespace) -> int:

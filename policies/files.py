@@ -175,9 +175,10 @@ def check_references(loaded: LoadedPolicy, session: Session | None = None,
 
     def problem(section: str, index: int, sub: Loc, msg: str) -> None:
         origin = loaded.origins.get((section, index))
-        where = f"{origin.file}:{origin.line(sub)}" if origin else "(api):0"
-        local = origin.loc if origin else (section, index)
-        problems.append(f"{where}: {_field_name((*local, *sub))}: {msg}")
+        if origin is None:  # not from a file (API, command line): name the field within the record
+            problems.append(f"{_field_name(sub)}: {msg}")
+        else:
+            problems.append(f"{origin.file}:{origin.line(sub)}: {_field_name((*origin.loc, *sub))}: {msg}")
 
     for section in SECTIONS:
         seen: dict[str, int] = {}
