@@ -1,0 +1,8 @@
+"""Face anonymization engine: detectors, tracking, maskers, fail-closed policy. Knows nothing of networks,
+users or policies."""
+
+from blur.anonymizer import Anonymizer, FrameReport
+from blur.detectors.base import Detector, make_detector
+from blur.profiles import PROFILES, AnonymizerConfig
+
+__all__ = ["PROFILES", "Anonymizer", "AnonymizerConfig", "Detector", "FrameReport", "make_detector"]

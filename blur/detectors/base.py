@@ -1,0 +1,56 @@
+"""The detector seam: anything that turns an RGB image into face boxes."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces. `detect` takes HxWx3 uint8 RGB and returns (N, 5) float32 rows [x1, y1, x2, y2, score]
+    in pixels of the given image. Implementations may be called from a worker thread, one call at a time."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray: ...
+
+
+def empty_boxes() -> np.ndarray:
+    return np.zeros((0, 5), dtype=np.float32)
+
+
+def nms(boxes: np.ndarray, iou_threshold: float = 0.3) -> np.ndarray:
+    """Greedy non-maximum suppression on (N, 5) rows; returns the kept rows, best score first."""
+    if len(boxes) == 0:
+        return empty_boxes()
+    x1, y1, x2, y2, s = boxes.T
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-s)
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-6)
+        order = rest[iou < iou_threshold]
+    return boxes[keep].astype(np.float32)
+
+
+def make_detector(name: str = "centerface", *, device: str = "cpu",
+                  threshold: float | None = None) -> Detector:
+    """Build a detector by name: "centerface" (onnxruntime) or "blazeface" (mediapipe, full range).
+    `device` is "cpu" or "cuda" (CenterFace only; falls back to CPU when CUDA is not available)."""
+    if name == "centerface":
+        from blur.detectors.centerface import CenterFaceDetector
+
+        return CenterFaceDetector(device=device, **({} if threshold is None else {"threshold": threshold}))
+    if name == "blazeface":
+        from blur.detectors.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(**({} if threshold is None else {"threshold": threshold}))
+    raise ValueError(f"unknown detector {name!r}: choose 'centerface' or 'blazeface'")

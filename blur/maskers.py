@@ -1,0 +1,98 @@
+"""Irreversible maskers: they replace the pixels inside a region with something that does not depend on
+the fine detail that was there (block means, a strong low-pass, a flat colour).
+
+Every function works in place on one image plane (H x W) or an interleaved image (H x W x C), so the same
+code masks BGR images and the Y, U, V planes of a YUV 4:2:0 frame (boxes halved for chroma)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+MODES = ("blur", "pixelate", "solid")
+SHAPES = ("ellipse", "box")
+Box = tuple[int, int, int, int]
+
+
+def _blocks(w: int, h: int, blocks_across: int, min_block: int) -> tuple[int, int]:
+    # A face is cut into ~blocks_across mosaic cells, never cells smaller than min_block pixels.
+    cell = max(min_block, max(w, h) // blocks_across)
+    return max(1, round(w / cell)), max(1, round(h / cell))
+
+
+def pixelated(region: np.ndarray, blocks_across: int = 6, min_block: int = 3) -> np.ndarray:
+    h, w = region.shape[:2]
+    bw, bh = _blocks(w, h, blocks_across, min_block)
+    small = cv2.resize(region, (bw, bh), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def blurred(region: np.ndarray) -> np.ndarray:
+    # Decimate first (throws the detail away for good), then smooth what is left so it reads as blur.
+    h, w = region.shape[:2]
+    bw, bh = _blocks(w, h, 4, 2)
+    small = cv2.resize(region, (bw, bh), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    k = max(3, (min(w, h) // 4) | 1)
+    return cv2.GaussianBlur(up, (k, k), 0)
+
+
+def solid(region: np.ndarray, value: float | tuple[float, ...] = 0) -> np.ndarray:
+    out = np.empty_like(region)
+    out[...] = value
+    return out
+
+
+def _replacement(region: np.ndarray, mode: str, fill: float | tuple[float, ...]) -> np.ndarray:
+    if mode == "pixelate":
+        return pixelated(region)
+    if mode == "blur":
+        return blurred(region)
+    if mode == "solid":
+        return solid(region, fill)
+    raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(MODES)}")
+
+
+def ellipse_mask(w: int, h: int) -> np.ndarray:
+    m = np.zeros((h, w), dtype=np.uint8)
+    cv2.ellipse(m, (w // 2, h // 2), (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), 0, 0, 360, 1, -1)
+    return m.astype(bool)
+
+
+def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", shape: str = "ellipse",
+               fill: float | tuple[float, ...] = 0) -> None:
+    """Mask each (x1, y1, x2, y2) box of `img` in place (boxes already clipped to the image)."""
+    for x1, y1, x2, y2 in boxes:
+        if x2 <= x1 or y2 <= y1:
+            continue
+        roi = img[y1:y2, x1:x2]
+        rep = _replacement(roi, mode, fill)
+        if shape == "ellipse" and min(x2 - x1, y2 - y1) > 4:
+            sel = ellipse_mask(x2 - x1, y2 - y1)
+            roi[sel] = rep[sel]
+        else:
+            roi[...] = rep
+
+
+def mask_polygons(img: np.ndarray, polygon_mask: np.ndarray, mode: str = "pixelate",
+                  fill: float | tuple[float, ...] = 0) -> None:
+    """Mask the pixels where `polygon_mask` (bool, same H x W as img) is set."""
+    ys, xs = np.nonzero(polygon_mask)
+    if ys.size == 0:
+        return
+    y1, y2, x1, x2 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    roi = img[y1:y2, x1:x2]
+    rep = _replacement(roi, mode, fill)
+    sel = polygon_mask[y1:y2, x1:x2]
+    roi[sel] = rep[sel]
+
+
+def mask_whole(img: np.ndarray, cells_across: int = 24) -> None:
+    """Fail-closed masking of a whole plane: coarse mosaic, nothing identifiable survives."""
+    h, w = img.shape[:2]
+    cw = max(1, cells_across)
+    ch = max(1, round(cw * h / w))
+    small = cv2.resize(img, (cw, ch), interpolation=cv2.INTER_AREA)
+    img[...] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,58 @@
+"""Background subtraction on a small grey copy of the frame: where people move on a fixed camera.
+
+Used two ways: to choose the regions the detector looks at between full sweeps, and (motion mask mode)
+to mask the head band of every moving blob without any detector."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+class MotionMap:
+    def __init__(self, *, history: int = 300, min_area_frac: float = 0.0004) -> None:
+        self._bg = cv2.createBackgroundSubtractorMOG2(history=history, varThreshold=25, detectShadows=False)
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.min_area_frac = min_area_frac
+        self.frames = 0
+
+    def update(self, gray_small: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Feed one frame; return foreground blobs as boxes in `gray_small` pixels (empty while learning)."""
+        fg = self._bg.apply(gray_small)
+        self.frames += 1
+        if self.frames < 3:
+            return []
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
+        fg = cv2.dilate(fg, self._kernel, iterations=2)
+        n, _labels, stats, _ = cv2.connectedComponentsWithStats((fg > 0).astype(np.uint8), connectivity=8)
+        min_area = self.min_area_frac * gray_small.shape[0] * gray_small.shape[1]
+        out = []
+        for i in range(1, n):
+            x, y, w, h, area = stats[i]
+            if area >= min_area:
+                out.append((int(x), int(y), int(x + w), int(y + h)))
+        return out
+
+
+def head_bands(blobs: np.ndarray, band: float = 0.35) -> np.ndarray:
+    """Upper part of each moving blob (where a standing person's head is), as boxes."""
+    out = blobs.astype(np.float32, copy=True)
+    out[:, 3] = out[:, 1] + (out[:, 3] - out[:, 1]) * band
+    return out
+
+
+def detection_regions(blobs: np.ndarray, width: int, height: int, pad: float = 0.15,
+                      band: float = 0.6) -> list[tuple[int, int, int, int]]:
+    """Regions worth a detector pass: upper part of each blob, padded, clipped, overlaps merged."""
+    from blur.geometry import merge_regions, to_int_boxes
+
+    if len(blobs) == 0:
+        return []
+    b = blobs.astype(np.float32, copy=True)
+    h = b[:, 3] - b[:, 1]
+    w = b[:, 2] - b[:, 0]
+    b[:, 3] = b[:, 1] + h * band
+    b[:, 0] -= w * pad
+    b[:, 2] += w * pad
+    b[:, 1] -= h * pad
+    return merge_regions(to_int_boxes(b, width, height))

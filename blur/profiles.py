@@ -1,0 +1,60 @@
+"""Every tuning knob of the engine, and the named profiles, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class AnonymizerConfig:
+    # Detector.
+    detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
+    device: str = "cpu"
+    threshold: float = 0.15               # low on purpose: a false mask costs little, a missed face a lot
+    # Still/whole-frame detection: the frame is upscaled by each factor, up to `max_detect_pixels`
+    # (after upscaling) per pass; larger factors find smaller faces.
+    scales: tuple[float, ...] = (1.0, 2.0)
+    max_detect_pixels: int = 1_000_000
+    tile: int = 640                       # upscaled passes larger than this are cut into tiles (+ overlap)
+    # Masking.
+    margin: float = 1.6                   # box scale around a detection (1.0 = the face box)
+    shape: str = "ellipse"                # "ellipse" | "box"
+    crowd_neighbors: int = 3              # a face with this many others nearby is "in a crowd"...
+    crowd_radius: float = 4.0             # ...nearby = within this many face heights...
+    crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
+    # Video: how often detection runs and how boxes are carried between detections.
+    detect_every: int = 1                 # offline: detect every N frames
+    detect_hz: float = 4.0                # live: detection rate target on the worker thread
+    full_sweep_s: float = 2.0             # live: whole-frame pass at least this often (static people)
+    motion_gating: bool = True            # detect in moving regions between full sweeps
+    motion_scale: float = 2.0             # upscale factor for motion regions
+    motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
+    track: bool = True
+    track_persist_frames: int = 12        # keep a lost track this long (frames) before dropping it
+    track_pad: float = 0.15               # extra box padding per frame of track age (fraction of size)
+    # Fail closed.
+    max_result_age_s: float = 1.5         # live: newest applied detection may be at most this old
+    stall_timeout_s: float = 2.0          # live: a detector call running longer than this is stalled
+    frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
+    extras: dict[str, float] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> AnonymizerConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+PROFILES: dict[str, AnonymizerConfig] = {
+    # Live: per-camera budget; detection a few times a second on a worker thread, tracking in between.
+    "realtime": AnonymizerConfig(),
+    # Offline: every frame, more scales, larger passes; cost is not the concern.
+    "quality": AnonymizerConfig(
+        threshold=0.12, scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, detect_every=1,
+        motion_gating=False, frame_budget_ms=None,
+    ),
+}
+
+
+def get_profile(name: str) -> AnonymizerConfig:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}") from None

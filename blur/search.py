@@ -1,0 +1,59 @@
+"""Multi-scale face search over a whole image or over regions of it: small faces are found by upscaling
+the pixels that matter, within a pixel budget per pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from blur.detectors.base import Detector, empty_boxes, nms
+from blur.geometry import scale_boxes
+
+
+def detect_scaled(detector: Detector, rgb: np.ndarray, scale: float) -> np.ndarray:
+    fast = getattr(detector, "detect_scaled", None)
+    if fast is not None:
+        return fast(rgb, scale)
+    if scale == 1.0:
+        return detector.detect(rgb)
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    return scale_boxes(detector.detect(resized), w / size[0], h / size[1])
+
+
+def usable_scales(width: int, height: int, scales: Sequence[float], max_pixels: int) -> list[float]:
+    """The requested scales that fit the pixel budget; if none does, the one scale that just fits."""
+    area = max(1, width * height)
+    fit = [s for s in scales if area * s * s <= max_pixels]
+    if not fit:
+        fit = [float(np.sqrt(max_pixels / area))]
+    return fit
+
+
+def search(detector: Detector, rgb: np.ndarray, scales: Sequence[float], max_pixels: int) -> np.ndarray:
+    """Detect at every usable scale and merge (boxes in `rgb` pixels)."""
+    h, w = rgb.shape[:2]
+    found = [detect_scaled(detector, rgb, s) for s in usable_scales(w, h, scales, max_pixels)]
+    found = [f for f in found if len(f)]
+    return nms(np.concatenate(found), 0.3) if found else empty_boxes()
+
+
+def search_regions(detector: Detector, rgb: np.ndarray, regions: Sequence[tuple[int, int, int, int]],
+                   scale: float, max_pixels: int) -> np.ndarray:
+    """Detect inside each region at `scale` (lowered if the regions together exceed the budget)."""
+    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
+    if area == 0:
+        return empty_boxes()
+    s = min(scale, float(np.sqrt(max_pixels / area)))
+    found = []
+    for x1, y1, x2, y2 in regions:
+        d = detect_scaled(detector, np.ascontiguousarray(rgb[y1:y2, x1:x2]), s)
+        if len(d):
+            d = d.copy()
+            d[:, 0:4:2] += x1
+            d[:, 1:4:2] += y1
+            found.append(d)
+    return nms(np.concatenate(found), 0.3) if found else empty_boxes()
