@@ -3,21 +3,24 @@ test on SQLite and on PostgreSQL, and a PolicyContext seeded with the default po
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from policies.context import PolicyContext, PolicySettings
 from policies.db import Database
+from policies.models import Role, User
+from policies.service import Principal
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -52,23 +55,54 @@ def postgres_server() -> Iterator[PostgresServer]:
     data, port = root / "data", _free_port()
     superuser = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
     subprocess.run(
-        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", superuser, "-A", "trust",
-                      "-E", "UTF8", "--no-sync"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                superuser,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     # Durability is pointless for a throwaway cluster; turning it off keeps the suite quick.
-    opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off")
+    opts = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
     subprocess.run(
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-                      "-w", "-t", "60", "start"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                opts,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         yield PostgresServer("127.0.0.1", port, superuser)
     finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -126,3 +160,51 @@ def context(settings: PolicySettings, db: Database) -> PolicyContext:
     ctx = build_context(settings, db=db)
     load_defaults(ctx)
     return ctx
+
+
+class Clock:
+    """A settable clock for the policy service (time windows, expiry) — no sleeping in tests."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += dt.timedelta(**kw)
+
+
+@pytest.fixture
+def clock(context: PolicyContext) -> Clock:
+    # Tuesday 2026-03-03 10:00 in Taipei (02:00 UTC).
+    c = Clock(dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.UTC))
+    context.service.clock = c
+    return c
+
+
+ROLE_NAMES = (
+    "dashboard_viewer",
+    "police_operator",
+    "police_investigator",
+    "raw_approver",
+    "policy_admin",
+    "auditor",
+)
+
+
+def add_user(ctx: PolicyContext, username: str, roles: Sequence[str]) -> Principal:
+    with ctx.db.session() as s:
+        user = User(username=username, roles=list(s.scalars(select(Role).where(Role.name.in_(roles)))))
+        s.add(user)
+        s.flush()
+        return Principal(user.id, username, tuple(sorted(roles)))
+
+
+@pytest.fixture
+def people(context: PolicyContext) -> dict[str, Principal]:
+    """One person per default role, plus `second_approver` and `investigator_approver` (holds both roles)."""
+    out = {role: add_user(context, role.replace("_", "."), [role]) for role in ROLE_NAMES}
+    out["second_approver"] = add_user(context, "second.approver", ["raw_approver"])
+    out["investigator_approver"] = add_user(context, "inv.approver", ["police_investigator", "raw_approver"])
+    return out
