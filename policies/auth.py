@@ -190,7 +190,7 @@ class Authenticator:
             if user is None:
                 taken = s.scalar(select(User.id).where(User.username == name)) is not None
                 user = User(username=f"sso:{subject}"[:128] if taken else name, oidc_subject=subject,
-                            display_name=str(claims.get("name") or "")[:200], password_hash=None)
+                            display_name=str(claims.get("name") or "")[:200], password_hash=None, active=True)
                 s.add(user)
             if not user.active:
                 raise AuthError("account disabled", status=403)
