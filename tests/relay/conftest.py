@@ -1,0 +1,148 @@
+"""Real parts for relay tests: a generated sample clip (faces with known truth boxes) served by a real
+GStreamer RTSP server, which tests may kill and restart on the same port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from relay.samples import Walker, render_frame, street_background
+
+REPO = Path(__file__).resolve().parents[2]
+RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi for GStreamer
+
+# 640x360 keeps CPU low on the 2-core CI machine; the walkers are sized for it (the sample's defaults are
+# laid out for 720p). Faces of 96 and 72 px: well inside what the realtime profile finds.
+WIDTH, HEIGHT, FPS = 640, 360, 25
+WALKERS = (Walker(height=96, y=200, x0=40, speed=4.0), Walker(height=72, y=40, x0=420, speed=-3.0))
+
+
+@dataclass
+class Sample:
+    path: Path  # H.264 Annex B
+    mp4: Path
+    truth: list[list[tuple[int, int, int, int]]]  # face boxes per frame
+    background: object = field(repr=False, default=None)
+    fps: int = FPS
+
+
+def write_clip(path: Path, *, seconds: float = 4.0, gop: int = FPS) -> tuple[list, object]:
+    background = street_background(WIDTH, HEIGHT)
+    truth = []
+    fmt = "h264" if path.suffix == ".h264" else None
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "crf": "18"}
+        for i in range(int(seconds * FPS)):
+            img, boxes = render_frame(background, i, WALKERS)
+            truth.append(boxes)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return truth, background
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    root = tmp_path_factory.mktemp("sample")
+    truth, background = write_clip(root / "street.h264")
+    write_clip(root / "street.mp4")
+    return Sample(root / "street.h264", root / "street.mp4", truth, background)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RtspServer:
+    """The GStreamer RTSP server as a subprocess; `restart()` brings it back on the same port."""
+
+    def __init__(self, file: Path, *, user: str | None = None, password: str | None = None) -> None:
+        self.file = file
+        self.port = free_port()
+        self.user, self.password = user, password
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 15.0) -> str:
+        cmd = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port), "--file", str(self.file),
+               "--fps", str(FPS)]
+        if self.user:
+            cmd += ["--user", self.user, "--password", self.password or ""]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "GST_DEBUG": "0"})
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if line.startswith("READY "):
+                    self.url = line.split()[1]
+                    return self.url
+                if not line and self.proc.poll() is not None:
+                    break
+        self.stop()
+        raise RuntimeError(f"RTSP server did not start on port {self.port}")
+
+    def url_with_credentials(self) -> str:
+        return self.url.replace("rtsp://", f"rtsp://{self.user}:{self.password}@", 1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> str:
+        self.stop()
+        for _ in range(50):  # the port may linger briefly after the kill
+            try:
+                return self.start()
+            except RuntimeError:
+                time.sleep(0.2)
+        raise RuntimeError("RTSP server did not come back")
+
+
+@pytest.fixture(scope="session")
+def rtsp(sample: Sample) -> Iterator[RtspServer]:
+    """One shared server for tests that only read from it."""
+    server = RtspServer(sample.path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rtsp_private(sample: Sample) -> Iterator[RtspServer]:
+    """A server of the test's own (to kill, restart or protect with credentials)."""
+    server = RtspServer(sample.path)
+    yield server
+    server.stop()
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return True
+        await asyncio.sleep(interval)
+    return bool(predicate())
