@@ -285,6 +285,8 @@ def upsert(
     if existing is not None and create_only:
         return None
     before = record_dict(section, existing) if existing is not None else None
+    # Compare with secrets (a changed password is a change), log without them.
+    before_full = record_dict(section, existing, secrets=True) if existing is not None else None
     data = _writable(section, item, only_set and existing is not None)
     obj = existing if existing is not None else model(**{key: ident})
     if section == "users":
@@ -305,10 +307,12 @@ def upsert(
     session.flush()
     after = record_dict(section, obj)
     password_changed = section == "users" and bool(getattr(item, "password", None))
-    if before == after and not password_changed:
+    if before_full == record_dict(section, obj, secrets=True) and not password_changed:
         return None
     if password_changed:
         after = {**after, "password": "changed"}
+    elif before == after:
+        after = {**after, "credentials": "changed"}
     return Change(KIND[section], str(ident), "create" if before is None else "update", before, after)
 
 
