@@ -38,6 +38,7 @@ _PG_LOCK_KEY = 0x43435456_4C4F47  # "CCTVLOG"
 _HASHED_FIELDS = ("seq", "ts", "kind", "actor", "roles", "camera_id", "purpose", "mode", "decision",
                   "reason", "details")
 EXPORT_FIELDS = (*_HASHED_FIELDS, "prev_hash", "hash", "signature")
+_MAX_PROBLEMS = 1000
 _FILTERS = ("actor", "camera_id", "purpose", "decision", "kind", "since", "until")
 
 
@@ -169,14 +170,18 @@ class AuditLog:
             checkpoint = conn.execute(
                 select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)).first()
             head = conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
-            hashes = {h: s for s, h in conn.execute(select(AuditEntry.seq, AuditEntry.hash))}
             start_seq, prev_hash = 1, GENESIS
             if checkpoint is not None:
                 start_seq, prev_hash = checkpoint.seq + 1, checkpoint.hash
                 problems += self._check_checkpoint(conn, checkpoint)
             expected, checked, prev_bad, first, last = start_seq, 0, False, None, None
             last_row_hash = prev_hash
-            for row in conn.execute(select(AuditEntry).order_by(AuditEntry.seq)).mappings():
+
+            def written_after(digest: str) -> int | None:
+                # Only asked once something is already wrong, so a clean log is read in one pass.
+                return conn.execute(select(AuditEntry.seq).where(AuditEntry.hash == digest)).scalar()
+
+            for row in self._rows(conn):
                 seq = row["seq"]
                 if seq < start_seq:
                     problems.append(f"seq {seq}: older than the retention checkpoint (seq {start_seq - 1}) "
@@ -190,16 +195,17 @@ class AuditLog:
                     span = f"{expected}" if seq - 1 == expected else f"{expected}-{seq - 1}"
                     problems.append(f"seq {span}: removed")
                 content_ok = entry_hash(dict(row), row["prev_hash"]) == row["hash"]
-                linked_to = hashes.get(row["prev_hash"])
                 bad = False
                 if not content_ok:
                     bad = True
+                    linked_to = written_after(row["prev_hash"])
                     if linked_to is not None and linked_to != seq - 1:
                         problems.append(f"seq {seq}: reordered (was written after seq {linked_to})")
                     else:
                         problems.append(f"seq {seq}: edited (content does not match its hash)")
                 elif row["prev_hash"] != last_row_hash and not gap and not prev_bad:
                     bad = True
+                    linked_to = written_after(row["prev_hash"])
                     if linked_to is not None and linked_to != seq - 1:
                         problems.append(f"seq {seq}: reordered (was written after seq {linked_to})")
                     else:
@@ -224,8 +230,24 @@ class AuditLog:
             elif head is not None and head.seq == expected - 1 and checked and head.hash != last_row_hash:
                 problems.append(f"seq {head.seq}: edited (does not match the head record)")
             conn.rollback()
+        if len(problems) > _MAX_PROBLEMS:
+            problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
         return VerifyResult(ok=not problems, checked=checked, problems=problems, first_seq=first,
                             last_seq=last, signed=self._key is not None)
+
+    @staticmethod
+    def _rows(conn: Connection, page: int = 2000) -> Iterator[Any]:
+        """Every entry in seq order, a page at a time (memory stays flat however long the log)."""
+        after: int | None = None
+        while True:
+            stmt = select(AuditEntry).order_by(AuditEntry.seq).limit(page)
+            if after is not None:
+                stmt = stmt.where(AuditEntry.seq > after)
+            rows = list(conn.execute(stmt).mappings())
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1]["seq"]
 
     def _check_checkpoint(self, conn: Connection, cp: Any) -> list[str]:
         """A checkpoint is only trusted if the chain itself records it (and, when signed, its signature)."""
