@@ -49,6 +49,7 @@ class CameraRuntime:
 
 # The engine builds on the dataclasses above, so it is imported after them.
 import dataclasses  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
@@ -77,6 +78,9 @@ if TYPE_CHECKING:
     from policies.audit import AuditLog
     from policies.context import PolicySettings
     from policies.db import Database
+
+
+log = logging.getLogger(__name__)
 
 
 class PolicyError(Exception):
@@ -396,14 +400,29 @@ class PolicyService:
         )
 
     def camera_runtime(self, camera_id: str) -> CameraRuntime | None:
+        """Source settings with `${ENV}` credentials resolved. A camera whose credentials cannot be
+        resolved comes back disabled (and says why in the log) rather than failing the caller."""
         with self.db.session() as s:
             cam = s.get(Camera, camera_id)
             if cam is None:
                 return None
-            url = expand_env(cam.source_url) or ""
-            user, password = expand_env(cam.source_username), expand_env(cam.source_password)
             masks = [[(float(x), float(y)) for x, y in poly] for poly in cam.privacy_masks]
             name, keepalive, enabled = cam.name, cam.keepalive, cam.enabled
+            raw_url, raw_user, raw_password = cam.source_url, cam.source_username, cam.source_password
+        try:
+            url = expand_env(raw_url) or ""
+            user, password = expand_env(raw_user), expand_env(raw_password)
+        except PolicyError as exc:
+            log.warning("camera %s disabled: %s", camera_id, exc)
+            return CameraRuntime(
+                id=camera_id,
+                name=name,
+                source_url="",
+                redacted_url=f"(unavailable: {exc})",
+                privacy_masks=masks,
+                keepalive=keepalive,
+                enabled=False,
+            )
         if user and "://" in url and "@" not in urllib.parse.urlsplit(url).netloc:
             parts = urllib.parse.urlsplit(url)
             cred = urllib.parse.quote(user, safe="")
