@@ -5,6 +5,7 @@ token itself)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import threading
@@ -34,6 +35,9 @@ PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_ra
 _OIDC_ALGORITHMS = ["RS256", "ES256"]
 _JWKS_TTL_S = 300.0
 _JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the JWKS at most this often (key rotation)
+# Password guessing: after this many failures for one user name within the window, refuse to check more.
+MAX_FAILURES = 10
+FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 
 class AuthError(Exception):
@@ -107,6 +111,13 @@ class Authenticator:
     # -- local accounts ------------------------------------------------------------------------------
 
     def login(self, username: str, password: str, client: str = "") -> str:
+        username = username[:128]
+        recent = self.audit.count(actor=username, kind="auth.fail",
+                                  since=dt.datetime.now(dt.UTC) - FAILURE_WINDOW)
+        if recent >= MAX_FAILURES:
+            self.audit.append("auth.fail", actor=username, decision="deny", reason="too many failed attempts",
+                              details={"method": "password", "client": client})
+            raise AuthError("too many failed attempts; try again later", status=429)
         with self.db.session() as s:
             user = s.scalar(select(User).where(User.username == username))
             # Verify against a dummy hash for unknown users so timing does not reveal who exists.
@@ -114,7 +125,7 @@ class Authenticator:
             roles = [r.name for r in user.roles] if user else []
             if not ok or user is None or not user.active:
                 why = "unknown user" if user is None else ("wrong password" if not ok else "account disabled")
-                self.audit.append("auth.fail", actor=username[:128], roles=roles, decision="deny", reason=why,
+                self.audit.append("auth.fail", actor=username, roles=roles, decision="deny", reason=why,
                                   details={"method": "password", "client": client})
                 raise AuthError("invalid username or password")
             if self._hasher.check_needs_rehash(user.password_hash or ""):
@@ -216,11 +227,9 @@ def _principal(user: User) -> Principal:
 
 
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.cookies.get("cctv_token", "")  # the dashboard keeps its token in a cookie
+    # Header only, never a cookie: a browser would attach a cookie to forged cross-site requests too.
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def _client(request: Request) -> str:
@@ -266,7 +275,9 @@ def login(body: LoginBody, request: Request) -> dict[str, Any]:
     try:
         token = ctx.auth.login(body.username, body.password, client=_client(request))
     except AuthError as exc:
-        raise HTTPException(401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        extra = {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))} if exc.status == 429 else {}
+        raise HTTPException(exc.status, detail=str(exc),
+                            headers={"WWW-Authenticate": "Bearer", **extra}) from None
     principal = ctx.auth.authenticate(token)
     return {"access_token": token, "token_type": "bearer", "expires_in": ctx.settings.token_ttl_s,
             "user": _user_doc(ctx, principal)}

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
+from policies import auth as auth_module
 from policies.auth import Authenticator, AuthError, require
 from policies.auth import router as auth_router
 from policies.context import PolicyContext
@@ -90,6 +91,22 @@ def test_login_token_and_refusals_are_logged(context: PolicyContext) -> None:
     text = log_text(context)
     assert PASSWORD not in text and "wrong password!" not in text and token not in text
     assert context.audit.verify().ok
+
+
+def test_password_guessing_is_throttled(client: TestClient, context: PolicyContext,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth_module, "MAX_FAILURES", 3)
+    add_user(context, "gus", ["dashboard_viewer"])
+    for _ in range(3):
+        bad = client.post("/api/auth/login", json={"username": "gus", "password": "guess-guess"})
+        assert bad.status_code == 401
+    # Even the right password is not checked now; other accounts are unaffected.
+    resp = client.post("/api/auth/login", json={"username": "gus", "password": PASSWORD})
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "900"
+    add_user(context, "hal", ["dashboard_viewer"])
+    assert client.post("/api/auth/login", json={"username": "hal", "password": PASSWORD}).status_code == 200
+    reasons = [e.reason for e in context.audit.query(kind="auth.fail", actor="gus")]
+    assert reasons == ["wrong password"] * 3 + ["too many failed attempts"]
 
 
 def test_disabled_user_is_refused(context: PolicyContext) -> None:
@@ -295,8 +312,8 @@ def test_login_endpoint_and_me(client: TestClient, context: PolicyContext) -> No
     me = client.get("/api/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["username"] == "dora" and me.json()["permissions"] == ["audit", "view"]
-    client.cookies.set("cctv_token", body["access_token"])  # the dashboard's cookie works too
-    assert client.get("/api/auth/me").json()["username"] == "dora"
+    client.cookies.set("cctv_token", body["access_token"])  # cookies are not credentials (no CSRF)
+    assert client.get("/api/auth/me").status_code == 401
     client.cookies.clear()
 
     bad = client.post("/api/auth/login", json={"username": "dora", "password": "nope-nope"})
