@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from policies.db import Database
@@ -58,6 +59,25 @@ class VerifyResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "problems": self.problems,
                 "first_seq": self.first_seq, "last_seq": self.last_seq, "signed": self.signed}
+
+
+def _fields(kind: str, actor: str, roles: Sequence[str], camera_id: str | None, purpose: str | None,
+            mode: str | None, decision: str | None, reason: str, details: dict[str, Any] | None,
+            ) -> dict[str, Any]:
+    if not kind or len(kind) > 64:
+        raise AuditError("audit kind must be 1-64 characters")
+    if decision not in (None, "allow", "deny"):
+        raise AuditError(f"audit decision must be allow or deny, not {decision!r}")
+    return {
+        "kind": kind, "actor": (actor or "anonymous")[:128], "roles": [str(r) for r in roles],
+        # Callers may pass what a client sent: cut to the columns' sizes rather than lose the entry.
+        "camera_id": _cut(camera_id, 64), "purpose": _cut(purpose, 64), "mode": _cut(mode, 16),
+        "decision": decision, "reason": reason or "", "details": _plain(details),
+    }
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -135,7 +155,8 @@ class AuditLog:
 
     def _append(self, conn: Connection, fields: dict[str, Any]) -> AuditEntry:
         head_seq, head_hash = self._head(conn)
-        fields = {**fields, "seq": head_seq + 1}
+        # Stamped under the lock, so time never runs backwards along the chain (barring clock steps).
+        fields = {**fields, "seq": head_seq + 1, "ts": dt.datetime.now(dt.UTC)}
         digest = entry_hash(fields, head_hash)
         row = {**fields, "prev_hash": head_hash, "hash": digest, "signature": self._sign(digest)}
         conn.execute(insert(AuditEntry).values(**row))
@@ -145,17 +166,24 @@ class AuditLog:
     def append(self, kind: str, *, actor: str, roles: Sequence[str] = (), camera_id: str | None = None,
                purpose: str | None = None, mode: str | None = None, decision: str | None = None,
                reason: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
-        if not kind or len(kind) > 64:
-            raise AuditError("audit kind must be 1-64 characters")
-        if decision not in (None, "allow", "deny"):
-            raise AuditError(f"audit decision must be allow or deny, not {decision!r}")
-        fields = {
-            "ts": dt.datetime.now(dt.UTC), "kind": kind, "actor": actor or "anonymous",
-            "roles": [str(r) for r in roles], "camera_id": camera_id, "purpose": purpose, "mode": mode,
-            "decision": decision, "reason": reason or "", "details": _plain(details),
-        }
+        fields = _fields(kind, actor, roles, camera_id, purpose, mode, decision, reason, details)
         with self._locked() as conn:
             return self._append(conn, fields)
+
+    def append_in(self, session: Session, kind: str, *, actor: str, roles: Sequence[str] = (),
+                  camera_id: str | None = None, purpose: str | None = None, mode: str | None = None,
+                  decision: str | None = None, reason: str = "", details: dict[str, Any] | None = None,
+                  ) -> AuditEntry:
+        """Append inside the caller's transaction, so the evidence commits or rolls back together with
+        the change it records. Holds the log's write lock until that transaction ends: keep it short."""
+        fields = _fields(kind, actor, roles, camera_id, purpose, mode, decision, reason, details)
+        conn = session.connection()
+        if self.db.is_sqlite:
+            # Any write takes SQLite's single writer lock; a no-op update of the head takes it before we read.
+            conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+        else:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        return self._append(conn, fields)
 
     # -- verification --------------------------------------------------------------------------------
 
@@ -281,7 +309,7 @@ class AuditLog:
                 created_at=dt.datetime.now(dt.UTC), seq=last_old, hash=last_hash, removed=removed,
                 signature=self._checkpoint_sig(cp) or None))
             self._append(conn, {
-                "ts": dt.datetime.now(dt.UTC), "kind": "audit.retention", "actor": "system", "roles": [],
+                "kind": "audit.retention", "actor": "system", "roles": [],
                 "camera_id": None, "purpose": None, "mode": None, "decision": None,
                 "reason": f"entries older than {self.retention_days} days removed",
                 "details": {"checkpoint_seq": last_old, "checkpoint_hash": last_hash, "removed": removed,

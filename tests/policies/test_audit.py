@@ -277,3 +277,29 @@ def test_export_csv_and_json(db: Database) -> None:
     assert json.loads("".join(log.export("json", actor="nobody"))) == []
     with pytest.raises(AuditError, match="csv or json"):
         log.export("xml")
+
+
+def test_append_in_commits_and_rolls_back_with_the_change(db: Database) -> None:
+    from policies.models import Camera
+
+    log = AuditLog(db, signing_key=KEY)
+    log.append("audit.test", actor="before")
+    with db.session() as s:
+        s.add(Camera(id="cam-9", name="Beimen"))
+        log.append_in(s, "camera.change", actor="admin", camera_id="cam-9",
+                      details={"after": {"name": "Beimen"}})
+    with pytest.raises(RuntimeError), db.session() as s:
+        s.add(Camera(id="cam-10", name="never"))
+        log.append_in(s, "camera.change", actor="admin", camera_id="cam-10")
+        raise RuntimeError("the change fails after it was logged")
+    assert [(e.seq, e.camera_id) for e in log.query(kind="camera")] == [(2, "cam-9")]
+    assert log.append("audit.test", actor="after").seq == 3
+    assert log.verify().ok
+
+
+def test_oversized_fields_are_cut_not_lost(db: Database) -> None:
+    log = AuditLog(db)
+    entry = log.append("view.request", actor="x" * 300, camera_id="c" * 100, purpose="p" * 100, mode="m" * 40,
+                       decision="deny", reason="unknown camera")
+    assert (len(entry.actor), len(entry.camera_id or ""), len(entry.mode or "")) == (128, 64, 16)
+    assert log.verify().ok
