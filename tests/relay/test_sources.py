@@ -1,0 +1,178 @@
+"""Ingest against a real RTSP server: both transports, bad URLs, a camera that dies and comes back, one
+that hangs, frozen pictures, looped files, and credentials that never leak."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from relay.sources import Source, SourceError, SourceOptions, plan_open, redact_url, scrub
+from tests.relay.conftest import HEIGHT, WIDTH, RtspServer, Sample, free_port, wait_for, write_clip
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = SourceOptions(open_timeout_s=3, stall_s=1.5, backoff_initial_s=0.1, backoff_max_s=0.5)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.sizes: set[tuple[int, int]] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, frame, arrival: float) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.frames += 1
+            self.sizes.add((frame.width, frame.height))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_rtsp_delivers_frames(rtsp: RtspServer, transport: str) -> None:
+    count = Counter()
+    source = Source(f"{rtsp.url}#transport={transport}", count, label=f"rtsp-{transport}", options=FAST)
+    source.start()
+    try:
+        assert await wait_for(lambda: count.frames >= 15, 10)
+        health = source.health()
+        assert health.state == "live" and health.connected and health.last_error is None
+        assert (health.width, health.height) == (WIDTH, HEIGHT) and count.sizes == {(WIDTH, HEIGHT)}
+        assert health.last_frame_age_s is not None and health.last_frame_age_s < 2
+    finally:
+        source.stop()
+    assert source.health().state == "stopped"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("ftp://camera.example/stream", "unsupported scheme 'ftp'"),
+    ("rtsp://user:hunter22@camera.invalid/stream", "cannot resolve host"),
+    ("rtsp://user:hunter22@127.0.0.1:{closed}/stream", "connection refused"),
+    ("/no/such/clip.mp4", "no such file"),
+    ("rtsp://127.0.0.1:{closed}/stream#transport=sctp", "unsupported RTSP transport"),
+])
+async def test_bad_urls_show_in_health_without_raising(url: str, expected: str) -> None:
+    count = Counter()
+    source = Source(url.format(closed=free_port()), count, label="bad", options=FAST)
+    source.start()
+    try:
+        assert await wait_for(lambda: source.health().failures >= 2, 10)  # keeps retrying, with backoff
+        health = source.health()
+        assert health.state == "down" and not health.connected and count.frames == 0
+        assert expected in (health.last_error or "")
+        assert "hunter22" not in repr(health)
+    finally:
+        source.stop()
+
+
+async def test_reconnects_after_the_camera_restarts(rtsp_private: RtspServer) -> None:
+    rtsp_private.start()
+    count = Counter()
+    source = Source(rtsp_private.url, count, label="flaky", options=FAST)
+    source.start()
+    try:
+        assert await wait_for(lambda: count.frames >= 10, 10)
+        rtsp_private.stop()
+        assert await wait_for(lambda: source.health().state == "down", 10)
+        assert source.health().last_error
+        rtsp_private.restart()
+        before = count.frames
+        assert await wait_for(lambda: source.health().reconnects >= 1 and count.frames >= before + 10, 20)
+        assert source.health().state == "live" and source.health().last_error is None
+    finally:
+        source.stop()
+
+
+async def test_a_hung_camera_is_detected_as_stalled_and_reconnected(rtsp_private: RtspServer) -> None:
+    rtsp_private.start()
+    count = Counter()
+    source = Source(rtsp_private.url, count, label="hung", options=FAST)
+    source.start()
+    assert rtsp_private.proc is not None
+    pid = rtsp_private.proc.pid
+    try:
+        assert await wait_for(lambda: count.frames >= 5, 10)
+        os.kill(pid, signal.SIGSTOP)  # the connection stays open, nothing arrives
+        assert await wait_for(lambda: source.health().failures >= 1, 10)
+        assert source.health().state == "down" and not source.health().connected
+        os.kill(pid, signal.SIGCONT)
+        before = count.frames
+        assert await wait_for(lambda: source.health().reconnects >= 1 and count.frames > before + 5, 20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        source.stop()
+
+
+async def test_credentials_work_and_never_leak(
+    rtsp_private: RtspServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    rtsp_private.user, rtsp_private.password = "operator", "s3cret-Pa55"
+    rtsp_private.start()
+    caplog.set_level(logging.DEBUG)
+    good, bad = Counter(), Counter()
+    ok = Source(rtsp_private.url_with_credentials(), good, label="auth-ok", options=FAST)
+    wrong_url = rtsp_private.url.replace("rtsp://", "rtsp://operator:wrong-s3cret-Pa55@")
+    refused = Source(wrong_url, bad, label="auth-bad", options=FAST)
+    ok.start()
+    refused.start()
+    try:
+        assert await wait_for(lambda: good.frames >= 5 and refused.health().failures >= 1, 15)
+        assert bad.frames == 0
+        assert "unauthorized" in (refused.health().last_error or "")
+    finally:
+        ok.stop()
+        refused.stop()
+    shown = " ".join([repr(ok.health()), repr(refused.health()), ok.redacted_url, refused.redacted_url,
+                      caplog.text, *(str(r.args) for r in caplog.records)])
+    assert "s3cret-Pa55" not in shown and "operator" not in shown
+    assert "***@" in ok.redacted_url
+
+
+async def test_file_source_loops_at_its_frame_rate(tmp_path: Path) -> None:
+    clip = tmp_path / "short.mp4"
+    write_clip(clip, seconds=0.4)  # 10 frames
+    count = Counter()
+    source = Source(str(clip), count, label="file", options=FAST)
+    source.start()
+    try:
+        assert await wait_for(lambda: count.frames >= 25, 10)  # 2.5 passes over the clip
+        assert source.health().reconnects == 0 and source.health().failures == 0
+        assert source.health().fps_in < 40  # paced near 25 fps, not decoded as fast as possible
+    finally:
+        source.stop()
+
+
+async def test_frozen_picture_is_reported_and_reconnected(tmp_path: Path, sample: Sample) -> None:
+    clip = tmp_path / "frozen.mp4"
+    write_clip(clip, seconds=1.0, still=True)
+    count = Counter()
+    options = SourceOptions(frozen_s=0.5, backoff_initial_s=0.1, backoff_max_s=0.2)
+    source = Source(clip.as_uri(), count, label="frozen", options=options)
+    source.start()
+    try:
+        assert await wait_for(lambda: source.health().failures >= 1, 10)
+        assert "frozen" in (source.health().last_error or "")
+    finally:
+        source.stop()
+
+
+def test_redaction() -> None:
+    assert redact_url("rtsp://admin:pw@10.0.0.5:554/live?channel=1") == "rtsp://***@10.0.0.5:554/live?channel=1"
+    assert redact_url("https://cam.example/video.mjpg?user=a&password=b&x=1") == (
+        "https://cam.example/video.mjpg?user=***&password=***&x=1")
+    assert redact_url("rtsp://10.0.0.5/live#transport=udp") == "rtsp://10.0.0.5/live"
+    url = "rtsp://admin:pw0rd@10.0.0.5/live"
+    assert scrub(f"error opening {url}\n(pw0rd)", url) == "error opening rtsp://***@10.0.0.5/live (***)"
+
+
+def test_open_plan_picks_low_latency_options(tmp_path: Path) -> None:
+    plan = plan_open("rtsp://127.0.0.1:8554/cam#transport=udp")
+    assert plan.options["rtsp_transport"] == "udp" and plan.options["fflags"] == "nobuffer"
+    assert plan.target == "rtsp://127.0.0.1:8554/cam"  # the fragment is ours, never sent to the camera
+    assert plan_open("http://127.0.0.1/live/index.m3u8").format == "hls"
+    assert plan_open("rtsp://127.0.0.1/cam").options["rtsp_transport"] == "tcp"
+    with pytest.raises(SourceError, match="no source URL"):
+        plan_open("")
