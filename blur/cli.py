@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detector profile (default: quality; realtime is what live cameras use)",
     )
     parser.add_argument(
-        "--mode", choices=MODE_CHOICES, default="blur", help="how faces are masked (default: blur)"
+        "--mode", choices=MODE_CHOICES, default="pixelate", help="how faces are masked (default: pixelate)"
     )
     parser.set_defaults(func=run)
 

@@ -25,7 +25,7 @@ ASTRONAUT_FACE = (180, 60, 270, 180)
 # The clip: the astronaut's head (crop below, face at CROP_FACE inside it) scaled by CLIP_SCALE, moving right.
 CLIP_SIZE = (320, 240)
 CLIP_FPS = 12
-CLIP_FRAMES = 18
+CLIP_FRAMES = 10
 CROP = (150, 30, 300, 210)  # x1, y1, x2, y2 in the astronaut image
 CLIP_SCALE = 0.6
 
@@ -48,7 +48,7 @@ def grow(box: tuple[int, int, int, int], share: float, w: int, h: int) -> tuple[
 
 def clip_face_box(i: int) -> tuple[int, int, int, int]:
     """Where the face is in frame i of the generated clip."""
-    ox, oy = 10 + 10 * i, 50
+    ox, oy = 10 + 16 * i, 50
     fx1, fy1, fx2, fy2 = ASTRONAUT_FACE
     cx, cy = CROP[0], CROP[1]
     return (
@@ -59,7 +59,7 @@ def clip_face_box(i: int) -> tuple[int, int, int, int]:
     )
 
 
-def make_clip(path: Path) -> None:
+def make_clip(path: Path, faststart: bool = False) -> None:
     rgb = data.astronaut()
     head = rgb[CROP[1] : CROP[3], CROP[0] : CROP[2]]
     head = cv2.resize(head, None, fx=CLIP_SCALE, fy=CLIP_SCALE, interpolation=cv2.INTER_AREA)
@@ -67,12 +67,13 @@ def make_clip(path: Path) -> None:
     rng = np.random.default_rng(7)
     # A textured, slowly changing background, so the encoder has real work everywhere.
     base = cv2.GaussianBlur(rng.integers(40, 200, (h, w, 3), dtype=np.uint8), (0, 0), 6)
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=CLIP_FPS)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for i in range(CLIP_FRAMES):
             img = np.roll(base, i, axis=1).copy()
-            ox, oy = 10 + 10 * i, 50
+            ox, oy = 10 + 16 * i, 50
             img[oy : oy + head.shape[0], ox : ox + head.shape[1]] = head
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, CLIP_FPS)
@@ -97,7 +98,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_clip(root / "walk.mp4")
     (root / "notes.jpg").write_text("this is a text file with an image name\n")
     raw = (root / "walk.mp4").read_bytes()
-    (root / "cut.mp4").write_bytes(raw[: len(raw) * 6 // 10])
+    (root / "cut.mp4").write_bytes(raw[: len(raw) * 6 // 10])  # index at the end: lost
+    # Index first, cut cleanly between two frames: every packet left is whole, only the count tells.
+    make_clip(root / "indexed.mp4", faststart=True)
+    with av.open(str(root / "indexed.mp4")) as container:
+        cut = [p.pos for p in container.demux(video=0) if p.size][CLIP_FRAMES // 2]
+    (root / "cut-clean.mp4").write_bytes((root / "indexed.mp4").read_bytes()[:cut])
     return root
 
 
@@ -106,7 +112,8 @@ def test_image_face_masked_and_everything_else_untouched(media: Path, tmp_path: 
     result = run_cli(media / "astronaut.png", "--out", out)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert "astronaut.png" in result.stdout and "1 face masked" in result.stdout
+    # Default profile for files is `quality`: one line per file with what was done.
+    assert result.stdout.strip() == f"{media / 'astronaut.png'} -> {out / 'astronaut.png'}: 1 face masked"
 
     src = cv2.imread(str(media / "astronaut.png"), cv2.IMREAD_UNCHANGED)
     dst = cv2.imread(str(out / "astronaut.png"), cv2.IMREAD_UNCHANGED)
@@ -155,16 +162,18 @@ def test_video_faces_masked_every_frame(media: Path, tmp_path: Path) -> None:
 def test_bad_inputs_reported_on_one_line_and_good_ones_still_written(media: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     missing = media / "missing.png"
+    bad = (media / "notes.jpg", missing, media / "cut.mp4", media / "cut-clean.mp4")
     good = (media / "astronaut.png", media / "walk.mp4")
-    result = run_cli(media / "notes.jpg", missing, good[0], media / "cut.mp4", good[1], "--out", out)
+    result = run_cli(bad[0], bad[1], good[0], bad[2], good[1], bad[3], "--out", out, "--profile=realtime")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3, result.stderr
+    assert len(lines) == len(bad), result.stderr
     assert "Traceback" not in result.stderr
-    for line, bad in zip(lines, (media / "notes.jpg", missing, media / "cut.mp4"), strict=True):
-        assert line.startswith(f"cctv-relay: error: {bad}: "), line
-        assert len(line) > len(f"cctv-relay: error: {bad}: ") + 5, "no reason given"
+    for line, path in zip(lines, bad, strict=True):
+        assert line.startswith(f"cctv-relay: error: {path}: "), line
+        assert len(line) > len(f"cctv-relay: error: {path}: ") + 5, "no reason given"
     assert "no such file" in lines[1]
+    assert "truncated" in lines[3]
 
     assert (out / "astronaut.png").is_file()
     assert (out / "walk.mp4").is_file()
