@@ -127,12 +127,17 @@ def _query(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
         log, settings = _open(args)
         entries = log.query(limit=args.limit, offset=args.offset, **_filters(args, settings))
+        if not args.json:
+            print(f"{'seq':>7} {'time (UTC)':<27} {'kind':<16} {'actor':<16} {'camera':<14} {'purpose':<20} "
+                  f"{'mode':<10} {'dec.':<5} reason")
         for e in entries:
             if args.json:
                 print(json.dumps(entry_dict(e), ensure_ascii=False))
             else:
-                print(f"{e.seq:>7} {entry_dict(e)['ts']} {e.kind:<16} {e.actor:<16} {e.camera_id or '-':<14} "
-                      f"{e.purpose or '-':<20} {e.mode or '-':<10} {e.decision or '-':<5} {e.reason}")
+                line = (f"{e.seq:>7} {entry_dict(e)['ts']:<27} {e.kind:<16} {e.actor:<16} "
+                        f"{e.camera_id or '-':<14} {e.purpose or '-':<20} {e.mode or '-':<10} "
+                        f"{e.decision or '-':<5} {e.reason}")
+                print(line.rstrip())
         return 0
 
     return _run(go, args)

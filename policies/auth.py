@@ -65,8 +65,10 @@ class _Jwks:
                 doc = resp.json()
             else:
                 doc = json.loads(Path(self.source).read_text())
+            # Encryption keys are not for checking signatures.
+            doc = {"keys": [k for k in doc.get("keys", []) if k.get("use", "sig") == "sig"]}
             jwks = jwt.PyJWKSet.from_dict(doc)
-        except (httpx.HTTPError, OSError, ValueError, jwt.PyJWTError) as exc:
+        except (httpx.HTTPError, OSError, ValueError, AttributeError, jwt.PyJWTError) as exc:
             raise AuthError(f"single sign-on keys unavailable ({type(exc).__name__})") from exc
         self._keys = {k.key_id: k for k in jwks.keys}
         self._fetched = time.monotonic()
@@ -177,8 +179,11 @@ class Authenticator:
         if st.oidc_issuer is None or st.oidc_audience is None:
             raise AuthError("single sign-on is not fully configured (issuer and audience)")
         key = self._jwks.key(kid)
+        if key.algorithm_name not in _OIDC_ALGORITHMS:
+            raise AuthError("token signed with an algorithm not accepted")
         try:
-            claims = jwt.decode(token, key.key, algorithms=_OIDC_ALGORITHMS, audience=st.oidc_audience,
+            # Only the key's own algorithm: an ES256 header cannot talk an RSA key into anything.
+            claims = jwt.decode(token, key.key, algorithms=[key.algorithm_name], audience=st.oidc_audience,
                                 issuer=st.oidc_issuer, leeway=10,
                                 options={"require": ["exp", "sub", "iss", "aud"]})
         except jwt.ExpiredSignatureError as exc:
