@@ -19,9 +19,10 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policies.auth import AuthError
 from policies.models import Camera, Purpose, Role, Rule, User
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
-from policies.service import redact_url
+from policies.service import PolicyError, redact_url
 
 SECTIONS = ("purposes", "roles", "cameras", "rules", "users")
 KEYS = {"purposes": "id", "roles": "name", "cameras": "id", "rules": "id", "users": "username"}
@@ -157,8 +158,9 @@ def load(paths: Path | str | Sequence[Path | str]) -> LoadedPolicy:
     return LoadedPolicy(document, origins, [str(f) for f in files])
 
 
-def check_references(loaded: LoadedPolicy, session: Session | None = None,
-                     also_known: PolicyDocument | None = None) -> None:
+def check_references(
+    loaded: LoadedPolicy, session: Session | None = None, also_known: PolicyDocument | None = None
+) -> None:
     """Cross-references against the file plus what the database (or `also_known`) already holds.
     Raises PolicyFileError."""
     doc, problems = loaded.document, []
@@ -382,8 +384,13 @@ def apply(
     with db.session() as s:
         check_references(loaded, s)
         for section in SECTIONS:  # purposes and roles first: cameras, rules and users refer to them
-            for item in getattr(loaded.document, section):
-                ch = upsert(s, section, item, hasher=hasher, create_only=create_only)
+            for i, item in enumerate(getattr(loaded.document, section)):
+                try:
+                    ch = upsert(s, section, item, hasher=hasher, create_only=create_only)
+                except (PolicyError, AuthError, ValueError) as exc:  # an unset ${ENV} password, a weak one
+                    origin = loaded.origins.get((section, i))
+                    where = f"{origin.file}:{origin.line()}: {_field_name(origin.loc)}: " if origin else ""
+                    raise PolicyFileError([f"{where}{exc}"]) from None
                 if ch is not None:
                     changes.append(ch)
     log_changes(audit, actor, roles, changes, source or ",".join(loaded.files))

@@ -107,6 +107,31 @@ def test_bad_file_is_rejected_whole_with_file_line_field(context: PolicyContext,
     assert snapshot(context) == before
 
 
+def test_unresolvable_password_rejects_the_import(
+    context: PolicyContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEW_USER_PASSWORD", raising=False)
+    text = GOOD + "  - username: wu.jun\n    roles: [auditor]\n    password: ${NEW_USER_PASSWORD}\n"
+    p = write(tmp_path, "users.yaml", text)
+    before = snapshot(context)
+    with pytest.raises(files.PolicyFileError) as err:
+        files.apply(context.db, context.audit, files.load(p), actor="t", hasher=context.auth.hash_password)
+    assert err.value.problems == [f"{p}:28: users[1]: environment variable NEW_USER_PASSWORD is not set"]
+    assert snapshot(context) == before  # the cameras and rule earlier in the file were rolled back
+    monkeypatch.setenv("NEW_USER_PASSWORD", "short")
+    with pytest.raises(files.PolicyFileError, match="users\\[1\\]: password must be at least 8 characters"):
+        files.apply(context.db, context.audit, files.load(p), actor="t", hasher=context.auth.hash_password)
+    monkeypatch.setenv("NEW_USER_PASSWORD", "long enough now")
+    assert (
+        len(
+            files.apply(
+                context.db, context.audit, files.load(p), actor="t", hasher=context.auth.hash_password
+            )
+        )
+        == 5
+    )
+
+
 def test_directory_duplicates_name_both_places(tmp_path: Path) -> None:
     d = tmp_path / "policy"
     d.mkdir()
