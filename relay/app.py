@@ -2,8 +2,9 @@
 (camera manager, WHEP) and serves the dashboard.
 
 Routes: `/healthz` (no auth), `/metrics` (admin or the scrape token), `/` + `/static/*` (dashboard, no
-secrets), `/api/cameras` (what the caller may watch, with health), `/api/cameras/{id}/health`, WHEP under
-`/whep`, and the policies' routers (auth, admin API, audit API, public register)."""
+secrets), `/api/live/cameras` (what the caller may watch, with health; `/api/cameras` is the policy
+admin's camera CRUD), `/api/live/cameras/{id}/health`, WHEP under `/whep`, and the policies' routers (auth,
+admin API, audit API, public register)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # Health fields safe to show any viewer (never the source URL, redacted or not: that is for admins).
-_HEALTH_FIELDS = ("state", "connected", "fps_in", "fps_out", "last_frame_age_s", "reconnects", "viewers",
-                  "failsafe_frames", "dropped_frames", "last_error", "width", "height", "frozen")
+_HEALTH_FIELDS = ("state", "connected", "fps_in", "fps_out", "last_frame_age_s", "reconnects", "failures",
+                  "viewers", "failsafe_frames", "dropped_frames", "last_error", "width", "height", "frozen")
 
 
 Viewer = Annotated[Principal, Depends(require("view"))]
@@ -46,6 +47,19 @@ def _resolver(ctx: PolicyContext) -> Callable[[str], CameraRuntime | None]:
         return runtime if runtime is not None and runtime.enabled else None
 
     return resolve
+
+
+def _camera_lister(ctx: PolicyContext) -> Callable[[], list[CameraRuntime]]:
+    def cameras() -> list[CameraRuntime]:
+        from sqlalchemy import select
+
+        from policies.models import Camera
+
+        with ctx.db.session() as s:
+            ids = list(s.scalars(select(Camera.id).where(Camera.enabled.is_(True)).order_by(Camera.id)))
+        return [rt for cid in ids if (rt := ctx.service.camera_runtime(cid)) is not None and rt.enabled]
+
+    return cameras
 
 
 def health_summary(health: Any) -> dict[str, Any]:
@@ -89,7 +103,8 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         ctx = context or build_context(settings)
         app.state.policies = ctx
         app.state.settings = settings
-        manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec)
+        manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec,
+                                cameras=_camera_lister(ctx))
         app.state.cameras = manager
         app.state.whep = WhepSessions(ctx, manager, settings)
         await manager.start()
@@ -179,7 +194,7 @@ def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
 
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/cameras", tags=["relay"])
+    @app.get("/api/live/cameras", tags=["relay"])
     async def list_cameras(request: Request, principal: Viewer) -> JSONResponse:
         """Cameras the caller may watch, each with its approved purposes and a health summary."""
         ctx: PolicyContext = request.app.state.policies
@@ -192,7 +207,7 @@ def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
             out.append(item)
         return JSONResponse({"cameras": out})
 
-    @app.get("/api/cameras/{camera_id}/health", tags=["relay"])
+    @app.get("/api/live/cameras/{camera_id}/health", tags=["relay"])
     async def camera_health(camera_id: str, request: Request, principal: Viewer) -> JSONResponse:
         ctx: PolicyContext = request.app.state.policies
         cameras = await asyncio.to_thread(ctx.service.cameras_for, principal)

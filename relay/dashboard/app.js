@@ -42,6 +42,9 @@ function signOut(message) {
   for (const id of [...state.tiles.keys()]) closeTile(id);
   state.token = null;
   sessionStorage.removeItem("cctv_token");
+  state.user = null;
+  state.cameras = [];
+  $("#cameras").replaceChildren();
   $("#whoami").hidden = true;
   $("#cameras-panel").hidden = true;
   $("#sign-in-panel").hidden = false;
@@ -75,7 +78,7 @@ function paintHealth(el, h) {
 }
 
 async function refreshCameras() {
-  const response = await api("/api/cameras");
+  const response = await api("/api/live/cameras");
   const list = $("#cameras");
   if (!response.ok) {
     list.replaceChildren();
@@ -94,8 +97,12 @@ async function refreshCameras() {
 }
 
 function cameraRow(cam, existing) {
+  // Keep a row (and the user's choices in it) while the purposes open to the user stay the same.
+  const rights = JSON.stringify([cam.purposes, cam.raw_purposes]);
+  if (existing && existing.dataset.rights !== rights) existing = null;
   const li = existing || $("#camera-row").content.firstElementChild.cloneNode(true);
   li.dataset.camera = cam.id;
+  li.dataset.rights = rights;
   $(".camera-name", li).textContent = cam.name;
   $(".camera-where", li).textContent = [cam.district, cam.address].filter(Boolean).join(" · ");
   paintHealth($(".health", li), cam.health);
@@ -191,13 +198,14 @@ async function openTile(cam, purpose, mode, caseRef) {
   }
 }
 
-function closeTile(key) {
+async function closeTile(key) {
   const tile = state.tiles.get(key);
   if (!tile) return;
   state.tiles.delete(key);
-  if (tile.location) api(tile.location, { method: "DELETE" }).catch(() => {});
-  if (tile.pc) tile.pc.close();
   tile.el.remove();
+  // End the WHEP session first, so the access log records the viewer's choice, not a dropped peer.
+  if (tile.location) await api(tile.location, { method: "DELETE" }).catch(() => {});
+  if (tile.pc) tile.pc.close();
 }
 
 // WHEP sessions end with a DELETE; on tab close the relay's peer watchdog ends them instead.

@@ -1,0 +1,227 @@
+"""Fixtures of the service tests: a real RTSP camera (GStreamer) looping a generated clip with real faces,
+the real relay app on uvicorn in a background thread on a free loopback port, over SQLite seeded with the
+shipped default policy, and one user per role."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from policies import files
+from policies.context import PolicyContext, build_context
+from policies.defaults import load_defaults
+from relay.config import RelaySettings, load_settings
+from relay.samples import Walker, render_frame, street_background
+from tests.app.faces import FaceProbe
+
+REPO = Path(__file__).resolve().parents[2]
+RTSP_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"
+WIDTH, HEIGHT, FPS = 640, 360, 25
+# Two faces big enough for the realtime profile at 640x360, walking across the street.
+WALKERS = (Walker(height=80, y=150, x0=40, speed=5.0), Walker(height=56, y=262, x0=420, speed=-4.0))
+CAMERA = "cam-test"
+PASSWORD = "correct horse battery staple"
+USERS = {"viewer": "dashboard_viewer", "operator": "police_operator", "investigator": "police_investigator",
+         "investigator2": "police_investigator", "approver": "raw_approver", "admin": "policy_admin",
+         "auditor": "auditor"}
+# The camera is approved for every default purpose except disaster response (a hard limit to test).
+CAMERA_PURPOSES = ["public_safety", "social_order", "crime_prevention", "criminal_investigation",
+                   "traffic_management"]
+METRICS_TOKEN = "scrape-token-for-tests-0123456789"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_clip(path: Path, seconds: float = 4.0) -> None:
+    """The test camera's clip: H.264 Annex B, short GOP so viewers join fast."""
+    background = street_background(WIDTH, HEIGHT)
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        # One slice per frame (threads=1): see the report on multi-slice streams and `fflags nobuffer`.
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(FPS), "bf": "0",
+                          "threads": "1"}
+        stream.codec_context.time_base = Fraction(1, FPS)
+        for i in range(int(seconds * FPS)):
+            img, _ = render_frame(background, i, WALKERS)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "street.h264"
+    write_clip(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces() -> FaceProbe:
+    return FaceProbe(WALKERS)
+
+
+@pytest.fixture(scope="session")
+def rtsp_url(clip: Path) -> Iterator[str]:
+    """A real RTSP camera: gst-rtsp-server (Debian's python3-gi) looping the clip at 25 fps."""
+    port = free_port()
+    proc = subprocess.Popen(["/usr/bin/python3", str(RTSP_SCRIPT), "--port", str(port), "--path", "/street",
+                             "--file", str(clip), "--fps", str(FPS)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line.startswith("READY "), f"RTSP server did not start: {line!r}"
+    yield line.split(" ", 1)[1]
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def seed(ctx: PolicyContext, tmp: Path, source_url: str) -> None:
+    load_defaults(ctx, actor="tests")
+    policy = tmp / "policy.yaml"
+    os.environ["CCTV_TEST_PASSWORD"] = PASSWORD
+    users = "\n".join(f"  - {{username: {u}, roles: [{r}], password: '${{CCTV_TEST_PASSWORD}}'}}"
+                      for u, r in USERS.items())
+    policy.write_text(
+        "version: 1\ncameras:\n"
+        f"  - id: {CAMERA}\n    name: Test street\n    district: Xinyi\n"
+        f"    purposes: [{', '.join(CAMERA_PURPOSES)}]\n"
+        f"    source_url: '{source_url}'\n"
+        "  - id: cam-disabled\n    name: Disabled camera\n    purposes: [public_safety]\n    enabled: false\n"
+        f"users:\n{users}\n"
+    )
+    files.apply(ctx.db, ctx.audit, files.load(policy), actor="tests", hasher=ctx.auth.hash_password)
+
+
+class ShiftableClock:
+    """The policy service's clock, which a test may move forward to make decisions expire now."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+
+@dataclass
+class Relay:
+    base_url: str
+    app: Any
+    ctx: PolicyContext
+    settings: RelaySettings
+    clock: ShiftableClock
+    loop: asyncio.AbstractEventLoop
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, username: str) -> str:
+        if username not in self.tokens:
+            body = {"username": username, "password": PASSWORD}
+            r = httpx.post(f"{self.base_url}/api/auth/login", json=body)
+            r.raise_for_status()
+            self.tokens[username] = r.json()["access_token"]
+        return self.tokens[username]
+
+    def headers(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+    def on_loop(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `fn` (sync, or returning an awaitable) on the app's event loop; its result."""
+
+        async def call() -> Any:
+            out = fn()
+            return await out if asyncio.iscoroutine(out) else out
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout)
+
+    def audit(self, **filters: Any) -> list[Any]:
+        return self.ctx.audit.query(**filters)
+
+    def wait_session_closed(self, session_id: str, timeout: float = 10.0) -> None:
+        """Until the relay has stopped the session and the policy service has recorded its end."""
+        from policies.models import ViewSession
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.ctx.db.session() as s:
+                vs = s.get(ViewSession, session_id)
+                ended = vs is not None and vs.ended_at is not None
+            if ended and session_id not in self.app.state.whep.sessions:
+                return
+            assert time.monotonic() < deadline, f"session {session_id} still running"
+            time.sleep(0.05)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # runs in a thread
+        pass
+
+
+@pytest.fixture(scope="session")
+def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[Relay]:
+    """The relay app under uvicorn on a free loopback port, shared by the service tests."""
+    from relay.app import create_app
+
+    tmp = tmp_path_factory.mktemp("relay")
+    port = free_port()
+    settings = load_settings(database_url=f"sqlite:///{tmp / 'relay.db'}", token_secret="t" * 40,
+                             host="127.0.0.1", port=port, linger_s=2.0, metrics_token=METRICS_TOKEN)
+    ctx = build_context(settings)
+    clock = ShiftableClock()
+    ctx.service.clock = clock
+    seed(ctx, tmp, rtsp_url)
+    app = create_app(settings, context=ctx)
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=serve, name="relay-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
+        time.sleep(0.05)
+    yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loops[0])
+    server.should_exit = True
+    thread.join(20)
+    ctx.db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "relay" in request.fixturenames:
+        request.getfixturevalue("relay").clock.offset = dt.timedelta()
+
+
+def as_bgr(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="bgr24")

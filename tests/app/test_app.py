@@ -1,0 +1,119 @@
+"""The app around the data plane: health, metrics access, camera listing (no secrets), the dashboard page,
+settings from file + environment, and the `serve` command's errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from relay.config import ConfigError, load_settings
+from tests.app.conftest import CAMERA, CAMERA_PURPOSES, METRICS_TOKEN, Relay
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_healthz_needs_no_auth(relay: Relay) -> None:
+    r = httpx.get(f"{relay.base_url}/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_metrics_for_admins_and_the_scraper_only(relay: Relay) -> None:
+    url = f"{relay.base_url}/metrics"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(url, headers=relay.headers("operator")).status_code == 403
+    for headers in ({"Authorization": f"Bearer {METRICS_TOKEN}"}, relay.headers("admin")):
+        r = httpx.get(url, headers=headers)
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/plain")
+        assert "# TYPE" in r.text
+    refused = relay.audit(kind="auth.forbidden", actor="operator")
+    assert any(e.details.get("path") == "/metrics" for e in refused)
+
+
+def test_cameras_lists_what_the_user_may_watch_without_secrets(relay: Relay, rtsp_url: str) -> None:
+    r = httpx.get(f"{relay.base_url}/api/live/cameras", headers=relay.headers("operator"))
+    assert r.status_code == 200, r.text
+    cams = {c["id"]: c for c in r.json()["cameras"]}
+    assert set(cams) == {CAMERA}  # the disabled camera is not listed
+    cam = cams[CAMERA]
+    # Police operators: the camera's approved purposes their rule grants (not criminal investigation).
+    assert set(cam["purposes"]) == set(CAMERA_PURPOSES) - {"criminal_investigation"}
+    assert cam["raw_purposes"] == []
+    assert cam["health"]["state"] in {"idle", "connecting", "live", "down", "frozen"}
+    text = r.text
+    assert "rtsp://" not in text and rtsp_url not in text and "source" not in text
+    inv = httpx.get(f"{relay.base_url}/api/live/cameras", headers=relay.headers("investigator")).json()
+    assert inv["cameras"][0]["raw_purposes"] == ["criminal_investigation"]
+    r = httpx.get(f"{relay.base_url}/api/live/cameras/{CAMERA}/health", headers=relay.headers("viewer"))
+    assert r.status_code == 200 and r.json()["id"] == CAMERA and "rtsp" not in r.text
+    assert httpx.get(f"{relay.base_url}/api/live/cameras/cam-disabled/health",
+                     headers=relay.headers("viewer")).status_code == 404
+    # No video right, no camera list.
+    live = f"{relay.base_url}/api/live/cameras"
+    assert httpx.get(live, headers=relay.headers("auditor")).status_code == 403
+    assert httpx.get(live).status_code == 401
+
+
+def test_dashboard_page_is_static_and_locked_down(relay: Relay) -> None:
+    r = httpx.get(relay.base_url + "/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY"
+    assert '<script src="/static/app.js"' in r.text
+    js = httpx.get(relay.base_url + "/static/app.js")
+    assert js.status_code == 200 and "RTCPeerConnection" in js.text
+    # No external resources: everything from this origin.
+    assert "http://" not in r.text and "https://" not in r.text
+
+
+def test_policy_routers_are_mounted(relay: Relay) -> None:
+    r = httpx.get(f"{relay.base_url}/api/auth/me", headers=relay.headers("investigator"))
+    assert r.status_code == 200 and r.json()["username"] == "investigator"
+    assert httpx.get(f"{relay.base_url}/public/cameras.json").status_code == 200
+    verify = httpx.get(f"{relay.base_url}/api/audit/verify", headers=relay.headers("auditor"))
+    assert verify.status_code == 200
+
+
+def test_settings_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text("port: 9000\nlinger_s: 3\nice_servers:\n  - urls: ['stun:stun.example.org:3478']\n"
+                   "database_url: sqlite:///x.db\n")
+    s = load_settings(cfg)
+    assert (s.port, s.linger_s, s.database_url) == (9000, 3.0, "sqlite:///x.db")
+    assert s.ice_servers[0].urls == ["stun:stun.example.org:3478"]
+    monkeypatch.setenv("CCTV_PORT", "9100")
+    assert load_settings(cfg).port == 9100  # the environment wins over the file
+    assert load_settings(cfg, port=9200).port == 9200  # and command-line options over both
+    cfg.write_text("port: [1\n")
+    with pytest.raises(ConfigError, match=r"relay.yaml:\d+: not valid YAML"):
+        load_settings(cfg)
+    cfg.write_text("prot: 9000\n")
+    with pytest.raises(ConfigError, match=r"unknown setting.*prot"):
+        load_settings(cfg)
+    monkeypatch.delenv("CCTV_PORT")
+    cfg.write_text("port: many\n")
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(cfg)
+
+
+def test_serve_reports_bad_config_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text("port: many\n")
+    out = subprocess.run([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "port" in out.stderr and "Traceback" not in out.stderr
+    cmd = [sys.executable, "-m", "relay.cli", "serve", "--config", str(tmp_path / "no.yaml")]
+    missing = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert missing.returncode == 2 and "cannot read config file" in missing.stderr
+    # A database that cannot be opened: one line, and never the URL (it may carry a password).
+    cfg.write_text("database_url: postgresql+psycopg://relay:s3cret@127.0.0.1:1/relay\n")
+    bad_db = subprocess.run([sys.executable, "-m", "relay.cli", "serve", "--config", str(cfg)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert bad_db.returncode == 2 and "cannot open the postgresql" in bad_db.stderr
+    assert "s3cret" not in bad_db.stderr and "Traceback" not in bad_db.stderr

@@ -1,0 +1,108 @@
+"""The dashboard in a real browser (Debian's Chromium, headless, driven by Playwright): sign in, play a
+camera over WHEP, read the pixels the browser shows, and see the faces masked and the video advance;
+a refused raw request shows the policy's reason; closing the tile ends the session."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.app.conftest import CAMERA, PASSWORD, Relay
+from tests.app.faces import FaceProbe
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required",
+]
+TILE = f'.tile[data-camera="{CAMERA}"]'
+
+GRAB = """(sel) => {
+  const v = document.querySelector(sel);
+  const c = document.createElement("canvas");
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  c.getContext("2d").drawImage(v, 0, 0);
+  return { t: v.currentTime, w: v.videoWidth, h: v.videoHeight, png: c.toDataURL("image/png") };
+}"""
+
+
+def grab(page: Page) -> tuple[float, np.ndarray]:
+    shot = page.evaluate(GRAB, f"{TILE} video")
+    data = base64.b64decode(shot["png"].split(",", 1)[1])
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[:2] == (shot["h"], shot["w"])
+    return float(shot["t"]), img
+
+
+def sign_in(page: Page, username: str) -> None:
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector(f'#cameras li.camera[data-camera="{CAMERA}"]', timeout=20_000)
+
+
+def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe, tmp_path: Path) -> None:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(relay.base_url + "/")
+            # A wrong password: a clear message, no camera list.
+            page.fill("#username", "operator")
+            page.fill("#password", "not the password")
+            page.click("#sign-in button[type=submit]")
+            expect(page.locator("#sign-in-error")).not_to_have_text("", timeout=10_000)
+            assert page.is_hidden("#cameras-panel")
+
+            sign_in(page, "operator")
+            row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
+            assert "criminal_investigation" not in row.locator(".purpose").inner_html()
+            row.locator(".purpose").select_option("traffic_management")
+            row.locator(".play").click()
+            page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
+            tile = page.locator(TILE)
+            assert tile.locator(".tile-mode").inner_text() == "anonymized"
+            assert tile.locator(".tile-purpose").inner_text() == "traffic management"
+
+            shots = []
+            for _ in range(12):
+                shots.append(grab(page))
+                time.sleep(0.25)
+            times = [t for t, _ in shots]
+            images = [img for _, img in shots]
+            assert times[-1] > times[0], "the video does not advance"
+            assert images[0].shape == (360, 640, 3)
+            assert float(np.abs(images[0].astype(int) - images[-1].astype(int)).mean()) > 1.0
+            worst = max(max(faces.scores(img)) for img in images)
+            assert worst < 0.5, f"the browser showed a recognizable face (match {worst:.2f})"
+
+            # Closing the tile ends the session (DELETE), and the log says so.
+            sessions_before = set(relay.app.state.whep.sessions)
+            assert len(sessions_before) >= 1
+            tile.locator(".close").click()
+            for session_id in sessions_before:
+                relay.wait_session_closed(session_id)
+            ends = [e for e in relay.audit(kind="view.end", actor="operator")
+                    if e.details.get("session_id") in sessions_before]
+            assert ends and ends[0].reason == "viewer ended the session"
+
+            # An investigator asking for raw without an approved request sees the policy's refusal.
+            page.click("#sign-out")
+            sign_in(page, "investigator")
+            row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
+            row.locator(".mode").select_option("raw")
+            row.locator(".case-ref").fill("TPE-2026-0777")
+            row.locator(".play").click()
+            page.wait_for_selector(f'{TILE}[data-state="denied"]', timeout=20_000)
+            message = page.locator(f"{TILE} .message").inner_text()
+            assert message.startswith("Access denied:") and len(message) > len("Access denied: ")
+            assert page.locator(f"{TILE} .tile-mode").inner_text() == "raw"
+        finally:
+            browser.close()

@@ -1,0 +1,57 @@
+"""Fault injection through the app: the face detector fails, then hangs, mid-stream. The engine fails
+closed, so no frame with a recognizable face reaches the viewer, and the failsafe frames are counted."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from tests.app.conftest import CAMERA, Relay
+from tests.app.faces import FaceProbe
+from tests.app.whep_client import open_viewer
+
+
+class BrokenDetector:
+    name = "broken"
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        raise RuntimeError("inference device lost")
+
+
+class HungDetector:
+    name = "hung"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        self.release.wait(60)  # a stuck accelerator call
+        return np.zeros((0, 5), np.float32)
+
+
+async def test_detector_failure_mid_stream_never_shows_a_face(relay: Relay, faces: FaceProbe) -> None:
+    viewer = await open_viewer(relay.base_url, CAMERA, token=relay.token("operator"), purpose="public_safety")
+    assert viewer.status == 201, viewer.text
+    pipeline = relay.app.state.cameras.pipeline(CAMERA)
+    assert pipeline is not None
+    anonymizer = pipeline.anonymizer
+    original = anonymizer._detector  # restored afterwards: the pipeline is shared with other tests
+    hung = HungDetector()
+    try:
+        before = await viewer.frames(10, timeout=40)
+        failsafe_before = relay.app.state.cameras.health()[CAMERA].failsafe_frames
+        anonymizer.replace_detector(BrokenDetector())
+        broken = await viewer.frames(40, timeout=30)
+        anonymizer.replace_detector(hung)
+        stalled = await viewer.frames(40, timeout=30)
+        received = before + broken + stalled
+        assert len(received) == 90, len(received)
+        scores = [max(faces.scores(f)) for f in received]
+        assert max(scores) < 0.5, f"a face got through: {max(scores):.2f} at frame {int(np.argmax(scores))}"
+        # The failures were noticed and counted, not silently absorbed.
+        assert relay.app.state.cameras.health()[CAMERA].failsafe_frames > failsafe_before
+    finally:
+        hung.release.set()
+        anonymizer.replace_detector(original)
+        await viewer.close()
