@@ -109,6 +109,8 @@ def entry_hash(fields: dict[str, Any], prev_hash: str) -> str:
 
 
 class AuditLog:
+    page_size = 1000  # entries read per query by verify and export
+
     def __init__(self, db: Database, signing_key: bytes | str | None = None,
                  retention_days: int = 365) -> None:
         self.db = db
@@ -263,10 +265,9 @@ class AuditLog:
         return VerifyResult(ok=not problems, checked=checked, problems=problems, first_seq=first,
                             last_seq=last, signed=self._key is not None)
 
-    @staticmethod
-    def _rows(conn: Connection, page: int = 2000) -> Iterator[Any]:
+    def _rows(self, conn: Connection) -> Iterator[Any]:
         """Every entry in seq order, a page at a time (memory stays flat however long the log)."""
-        after: int | None = None
+        page, after = self.page_size, None
         while True:
             stmt = select(AuditEntry).order_by(AuditEntry.seq).limit(page)
             if after is not None:
@@ -355,8 +356,8 @@ class AuditLog:
         with self.db.session() as s:
             return s.scalar(self._filtered(select(func.count()).select_from(AuditEntry), **filters)) or 0
 
-    def _iter(self, page: int = 1000, **filters: Any) -> Iterator[AuditEntry]:
-        after = 0
+    def _iter(self, **filters: Any) -> Iterator[AuditEntry]:
+        page, after = self.page_size, 0
         while True:
             stmt = self._filtered(select(AuditEntry), **filters).where(AuditEntry.seq > after)
             with self.db.session() as s:
