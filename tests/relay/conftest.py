@@ -74,7 +74,10 @@ def write_clip(path: Path, *, seconds: float = 4.0, gop: int = FPS, background: 
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "crf": "18"}
+        # One slice per frame: the RTSP server's parser stamps each slice NAL as a frame of its own, so
+        # multi-slice pictures (x264's zerolatency threading) arrive torn.
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "crf": "18",
+                          "x264-params": "sliced-threads=0:threads=1"}
         for i in range(int(seconds * FPS)):
             img, boxes = render(background, 0 if still else i)
             truth.append(boxes)
@@ -173,3 +176,92 @@ async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> 
                 return True
         await asyncio.sleep(interval)
     return bool(predicate())
+
+
+class Viewer:
+    """A real aiortc viewer: a recvonly video transceiver, answered by relay.webrtc, decoding what arrives."""
+
+    def __init__(self) -> None:
+        from aiortc import RTCPeerConnection
+
+        self.pc = RTCPeerConnection()
+        self.transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        self.frames: list[np.ndarray] = []  # BGR, in arrival order
+        self.server_pc = None
+        self._task: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def _on_track(track) -> None:  # type: ignore[no-untyped-def]
+            self._task = asyncio.ensure_future(self._pull(track))
+
+    async def _pull(self, track) -> None:  # type: ignore[no-untyped-def]
+        with contextlib.suppress(Exception):
+            while True:
+                frame = await track.recv()
+                self.frames.append(frame.to_ndarray(format="bgr24"))
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def connect(self, subscription) -> None:  # type: ignore[no-untyped-def]
+        from aiortc import RTCSessionDescription
+
+        from relay.webrtc import answer_offer
+
+        answer, self.server_pc = await answer_offer(await self.offer(), subscription)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    async def collect(self, count: int, timeout: float = 20.0) -> list[np.ndarray]:
+        start = len(self.frames)
+        assert await wait_for(lambda: len(self.frames) >= start + count, timeout), (
+            f"received {len(self.frames) - start} of {count} frames")
+        return self.frames[start:]
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self.server_pc is not None:
+            await self.server_pc.close()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class FaceCheck:
+    """Compares received frames with the sample's source pictures and known face boxes."""
+
+    def __init__(self, sample: Sample) -> None:
+        import cv2
+
+        self.sample = sample
+        self.grey = [cv2.cvtColor(sample.frame(i), cv2.COLOR_BGR2GRAY) for i in range(len(sample.truth))]
+        self.small = [_thumb(g) for g in self.grey]
+
+    def match(self, bgr: np.ndarray) -> tuple[int, np.ndarray]:
+        import cv2
+
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        small = _thumb(grey)
+        errors = [float(np.abs(small - s).mean()) for s in self.small]
+        return int(np.argmin(errors)), grey
+
+    def analyse(self, bgr: np.ndarray) -> tuple[list[float], float]:
+        """(SSIM of each face box against the source face, mean abs error away from the faces). A face
+        left as it was scores ~0.9-1.0; a pixelated or blurred one well below 0.5."""
+        from skimage.metrics import structural_similarity
+
+        index, grey = self.match(bgr)
+        source = self.grey[index]
+        scores = []
+        away = np.ones(grey.shape, bool)
+        for x1, y1, x2, y2 in self.sample.truth[index]:
+            scores.append(float(structural_similarity(source[y1:y2, x1:x2], grey[y1:y2, x1:x2])))
+            w, h = x2 - x1, y2 - y1  # masks grow around the face; leave room for that and for tracking
+            away[max(0, y1 - h) : y2 + h, max(0, x1 - w) : x2 + w] = False
+        rest = float(np.abs(grey.astype(np.int16) - source.astype(np.int16))[away].mean())
+        return scores, rest
+
+
+def _thumb(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(grey, (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32)
