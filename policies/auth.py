@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from policies.audit import AuditLog
 from policies.context import PolicySettings
@@ -199,23 +200,38 @@ class Authenticator:
         if isinstance(sso_roles, str):
             sso_roles = [sso_roles]
         wanted = {st.oidc_role_map[r] for r in sso_roles if isinstance(r, str) and r in st.oidc_role_map}
+        try:
+            return self._sso_user(subject, claims, wanted)
+        except IntegrityError:
+            # Two first requests of the same person raced to create the account; the other one won.
+            return self._sso_user(subject, claims, wanted)
+
+    def _sso_user(self, subject: str, claims: dict[str, Any], wanted: set[str]) -> Principal:
         with self.db.session() as s:
             roles = list(s.scalars(select(Role).where(Role.name.in_(wanted)))) if wanted else []
             user = s.scalar(select(User).where(User.oidc_subject == subject))
-            name = str(claims.get("preferred_username") or subject)[:100]
+            before: list[str] | None = None
             if user is None:
+                name = str(claims.get("preferred_username") or subject)[:100]
                 taken = s.scalar(select(User.id).where(User.username == name)) is not None
                 user = User(username=f"sso:{subject}"[:128] if taken else name, oidc_subject=subject,
                             display_name=str(claims.get("name") or "")[:200], password_hash=None, active=True)
                 s.add(user)
+            else:
+                before = sorted(r.name for r in user.roles)
             if not user.active:
                 raise AuthError("account disabled", status=403)
             if not roles:
                 raise AuthError("single sign-on roles grant no relay role", status=403)
+            after = sorted(r.name for r in roles)
             # The SSO is the source of truth for an SSO user's roles; follow it on every token.
-            if {r.name for r in user.roles} != {r.name for r in roles}:
+            if before != after:
                 user.roles = roles
-            s.flush()
+                s.flush()
+                self.audit.append_in(s, "user.change", actor="sso", roles=after,
+                                     reason="created from single sign-on" if before is None
+                                     else "roles follow single sign-on",
+                                     details={"user": user.username, "before": before, "after": after})
             return _principal(user)
 
     def permissions(self, principal: Principal) -> set[str]:

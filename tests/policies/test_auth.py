@@ -241,6 +241,14 @@ def test_sso_token_creates_and_follows_the_user(context: PolicyContext, jwks: Jw
     again = auth.authenticate(mint(keys, key="ec", kid="ec-1", roles=["cctv-audit", "cctv-viewers", "x"]))
     assert again.user_id == principal.user_id and again.roles == ("auditor", "dashboard_viewer")
     assert jwks.fetches == 1  # the JWKS is cached
+    auth.authenticate(mint(keys, roles=["cctv-viewers", "cctv-audit"]))  # no change, nothing logged
+    changes = context.audit.query(kind="user.change")
+    assert [(e.actor, e.reason, e.details) for e in changes] == [
+        ("sso", "created from single sign-on",
+         {"user": "wang.xm", "before": None, "after": ["dashboard_viewer"]}),
+        ("sso", "roles follow single sign-on",
+         {"user": "wang.xm", "before": ["dashboard_viewer"], "after": ["auditor", "dashboard_viewer"]}),
+    ]
 
 
 def test_sso_refusals(context: PolicyContext, jwks: JwksServer, keys: dict[str, Any]) -> None:
