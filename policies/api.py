@@ -104,7 +104,7 @@ def _save(request: Request, who: Principal, section: str, item: BaseModel, creat
             loaded = files.LoadedPolicy(files.PolicyDocument(**{section: [item]}))
             files.check_references(loaded, s)
             change = files.upsert(
-                s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users"
+                s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users", env=False
             )
             out = _out(section, _get(s, section, key))
     except files.PolicyFileError as exc:

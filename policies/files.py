@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from policies.auth import AuthError
 from policies.models import Camera, Purpose, Role, Rule, User
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
-from policies.service import PolicyError, redact_url
+from policies.service import PolicyError, expand_env, redact_url
 
 SECTIONS = ("purposes", "roles", "cameras", "rules", "users")
 KEYS = {"purposes": "id", "roles": "name", "cameras": "id", "rules": "id", "users": "username"}
@@ -276,8 +276,10 @@ def upsert(
     hasher: Callable[[str], str] | None = None,
     only_set: bool = True,
     create_only: bool = False,
+    env: bool = True,
 ) -> Change | None:
-    """Create the record or update the fields the input sets. Returns the change, None if nothing changed."""
+    """Create the record or update the fields the input sets. Returns the change, None if nothing changed.
+    `env`: resolve `${NAME}` in user passwords (files and the command line; not the web API)."""
     model, key = MODELS[section], KEYS[section]
     ident = getattr(item, key)
     if section == "users":
@@ -297,9 +299,7 @@ def upsert(
         if password:
             if hasher is None:
                 raise PolicyFileError([f"user {ident}: passwords need the authenticator to hash them"])
-            from policies.service import expand_env
-
-            obj.password_hash = hasher(expand_env(password) or "")
+            obj.password_hash = hasher((expand_env(password) if env else password) or "")
         if roles is not None:
             obj.roles = list(session.scalars(select(Role).where(Role.name.in_(roles))))
     for name, value in data.items():

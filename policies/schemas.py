@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from policies.engine import DAY_NAMES, parse_hhmm
+from policies.service import CAMERA_ENV_NAME, ENV_REF
 
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 ModeName = Literal["anonymized", "raw"]
@@ -78,6 +79,16 @@ class CameraIn(CameraBase):
     source_url: str = ""
     source_username: str | None = None
     source_password: str | None = None
+
+    @field_validator("source_url", "source_username", "source_password")
+    @classmethod
+    def _camera_env_only(cls, v: str | None) -> str | None:
+        for name in ENV_REF.findall(v or ""):
+            if not CAMERA_ENV_NAME.match(name):
+                raise ValueError(
+                    f"${{{name}}}: camera credentials may only reference CAM_* or CAMERA_* variables"
+                )
+        return v
 
 
 class CameraOut(CameraBase):

@@ -139,18 +139,31 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def expand_env(value: str | None, environ: dict[str, str] | None = None) -> str | None:
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Camera credentials may only name variables meant for them: a camera URL must not be able to carry
+# the relay's own secrets (token key, audit key) to whatever host it points at.
+CAMERA_ENV_NAME = re.compile(r"^CAM(ERA)?_[A-Za-z0-9_]+$")
+
+
+def expand_env(
+    value: str | None, allowed: re.Pattern[str] | None = None, environ: dict[str, str] | None = None
+) -> str | None:
     """Resolve `${NAME}` references (credentials are kept out of the database and policy files)."""
     if value is None:
         return None
     env = os.environ if environ is None else environ
 
     def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in env:
-            raise PolicyError(f"environment variable {m.group(1)} is not set")
-        return env[m.group(1)]
+        name = m.group(1)
+        if allowed is not None and not allowed.match(name):
+            raise PolicyError(
+                f"environment variable {name} may not be referenced here (use CAM_* or CAMERA_*)"
+            )
+        if name not in env:
+            raise PolicyError(f"environment variable {name} is not set")
+        return env[name]
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
+    return ENV_REF.sub(sub, value)
 
 
 class PolicyService:
@@ -410,8 +423,9 @@ class PolicyService:
             name, keepalive, enabled = cam.name, cam.keepalive, cam.enabled
             raw_url, raw_user, raw_password = cam.source_url, cam.source_username, cam.source_password
         try:
-            url = expand_env(raw_url) or ""
-            user, password = expand_env(raw_user), expand_env(raw_password)
+            url = expand_env(raw_url, CAMERA_ENV_NAME) or ""
+            user = expand_env(raw_user, CAMERA_ENV_NAME)
+            password = expand_env(raw_password, CAMERA_ENV_NAME)
         except PolicyError as exc:
             log.warning("camera %s disabled: %s", camera_id, exc)
             return CameraRuntime(

