@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -40,6 +41,7 @@ _HASHED_FIELDS = ("seq", "ts", "kind", "actor", "roles", "camera_id", "purpose",
                   "reason", "details")
 EXPORT_FIELDS = (*_HASHED_FIELDS, "prev_hash", "hash", "signature")
 _MAX_PROBLEMS = 1000
+_GROUPABLE = frozenset({"kind", "actor", "camera_id", "purpose", "mode", "decision", "reason"})
 _FILTERS = ("actor", "camera_id", "purpose", "decision", "kind", "since", "until")
 
 
@@ -402,14 +404,23 @@ class AuditLog:
 
     def monthly_counts(self, *, kind: str | None = "view.start", decision: str | None = None,
                        since: dt.datetime | None = None, until: dt.datetime | None = None,
-                       by: Sequence[str] = ("camera_id", "purpose")) -> list[dict[str, Any]]:
-        """Entries per UTC month and grouping columns, e.g. views per camera per purpose per month.
-        `kind` matches like in query ("auth" = every auth.* entry); None = every kind."""
+                       by: Sequence[str] = ("camera_id", "purpose"), tz: str = "UTC") -> list[dict[str, Any]]:
+        """Entries per month (of time zone `tz`) and grouping columns, e.g. views per camera per purpose
+        per month. `kind` matches like in query ("auth" = every auth.* entry); None = every kind."""
+        if not set(by) <= _GROUPABLE:
+            raise AuditError(f"cannot group by {', '.join(sorted(set(by) - _GROUPABLE))}")
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise AuditError(f"unknown time zone {tz!r}") from None
         cols = [getattr(AuditEntry, c) for c in by]
         if self.db.is_sqlite:
-            month = func.strftime("%Y-%m", AuditEntry.ts)
+            # SQLite has no zone database: use the zone's current offset (exact for zones without DST).
+            offset = zone.utcoffset(dt.datetime.now()) or dt.timedelta()
+            minutes = int(offset.total_seconds() // 60)
+            month = func.strftime("%Y-%m", AuditEntry.ts, f"{minutes:+d} minutes")
         else:
-            month = func.to_char(func.timezone("UTC", AuditEntry.ts), "YYYY-MM")
+            month = func.to_char(func.timezone(tz, AuditEntry.ts), "YYYY-MM")
         month = month.label("month")
         stmt = self._filtered(select(month, *cols, func.count().label("count")).select_from(AuditEntry),
                               kind=kind, decision=decision, since=since, until=until)

@@ -68,13 +68,15 @@ def verify(request: Request, who: Auditor) -> dict[str, Any]:
 @router.get("/stats")
 def stats(request: Request, who: Auditor, since: dt.datetime | None = None,
           until: dt.datetime | None = None) -> dict[str, Any]:
-    """Views per camera per purpose (and mode) per UTC month; denials per camera and reason."""
+    """Views per camera per purpose (and mode) per month (relay's local time); refusals likewise."""
     log = request.app.state.policies.audit
+    tz = request.app.state.policies.settings.timezone
     _log_access(request, who, "stats", _filters(since=since, until=until))
     return {
+        "timezone": tz,
         "views": log.monthly_counts(kind="view.start", since=since, until=until,
-                                    by=("camera_id", "purpose", "mode")),
+                                    by=("camera_id", "purpose", "mode"), tz=tz),
         # Every refused request: view/raw decisions and authentication or role refusals alike.
         "denials": log.monthly_counts(kind=None, decision="deny", since=since, until=until,
-                                      by=("kind", "camera_id", "purpose")),
+                                      by=("kind", "camera_id", "purpose"), tz=tz),
     }

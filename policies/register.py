@@ -71,13 +71,14 @@ def districts_json(request: Request, response: Response) -> dict[str, int]:
 
 @router.get("/stats.json")
 def stats_json(request: Request, response: Response) -> dict[str, Any]:
-    """Views started per camera, purpose, mode and month (UTC), for the cameras in the register."""
+    """Views started per camera, purpose, mode and month (local time), for the cameras in the register."""
     response.headers.update(_CACHE)
     public = {c["id"] for c in _cameras(request)}
-    log = request.app.state.policies.audit
-    rows = log.monthly_counts(kind="view.start", by=("camera_id", "purpose", "mode"))
+    ctx = request.app.state.policies
+    tz = ctx.settings.timezone
+    rows = ctx.audit.monthly_counts(kind="view.start", by=("camera_id", "purpose", "mode"), tz=tz)
     views = [r for r in rows if r["camera_id"] in public]
     totals: Counter[str] = Counter()
     for r in views:
         totals[r["month"]] += r["count"]
-    return {"views": views, "monthly_totals": dict(sorted(totals.items()))}
+    return {"timezone": tz, "views": views, "monthly_totals": dict(sorted(totals.items()))}

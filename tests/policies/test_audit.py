@@ -309,3 +309,28 @@ def test_oversized_fields_are_cut_not_lost(db: Database) -> None:
                        decision="deny", reason="unknown camera")
     assert (len(entry.actor), len(entry.camera_id or ""), len(entry.mode or "")) == (128, 64, 16)
     assert log.verify().ok
+
+
+def test_monthly_counts_follow_the_time_zone(db: Database) -> None:
+    from sqlalchemy import insert
+
+    from policies.models import AuditEntry
+
+    log = AuditLog(db)
+    # 2026-01-31 20:00 UTC is already February in Taipei (UTC+8). Counting ignores the chain, so rows
+    # are written directly with the times wanted.
+    rows = [dt.datetime(2026, 1, 31, 20, 0, tzinfo=dt.UTC), dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)]
+    with db.engine.begin() as conn:
+        for n, ts in enumerate(rows, 1):
+            conn.execute(insert(AuditEntry).values(seq=n, ts=ts, kind="view.start", actor="a", roles=[],
+                                                   camera_id="cam-1", purpose="traffic", details={},
+                                                   prev_hash="0" * 64, hash=f"{n:064d}"))
+    def months(tz: str) -> list[tuple[str, int]]:
+        return [(r["month"], r["count"]) for r in log.monthly_counts(by=(), tz=tz)]
+
+    assert months("UTC") == [("2026-01", 2)]
+    assert months("Asia/Taipei") == [("2026-01", 1), ("2026-02", 1)]
+    with pytest.raises(AuditError, match="time zone"):
+        log.monthly_counts(tz="Mars/Olympus")
+    with pytest.raises(AuditError, match="cannot group by"):
+        log.monthly_counts(by=("details",))

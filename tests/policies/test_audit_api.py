@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -123,7 +124,8 @@ def test_verify_endpoint(client: TestClient, auditor: dict[str, str], context: P
 
 def test_statistics(client: TestClient, auditor: dict[str, str]) -> None:
     body = client.get("/api/audit/stats", headers=auditor).json()
-    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    assert body["timezone"] == "Asia/Taipei"
+    month = dt.datetime.now(ZoneInfo("Asia/Taipei")).strftime("%Y-%m")
     assert body["views"] == [
         {"month": month, "camera_id": "cam-0", "purpose": "traffic_management", "mode": "anonymized",
          "count": 3},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -93,7 +94,7 @@ def test_stats_json_counts_views_without_names(client: TestClient, context: Poli
     assert resp.status_code == 200
     assert "officer.lin" not in resp.text and "police_investigator" not in resp.text
     assert "off-9" not in resp.text and "outside hours" not in resp.text
-    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    month = dt.datetime.now(ZoneInfo("Asia/Taipei")).strftime("%Y-%m")
     assert resp.json() == {
         "views": [
             {"month": month, "camera_id": "zs-001", "purpose": "criminal_investigation", "mode": "raw",
@@ -101,7 +102,7 @@ def test_stats_json_counts_views_without_names(client: TestClient, context: Poli
             {"month": month, "camera_id": "zs-001", "purpose": "traffic_management", "mode": "anonymized",
              "count": 3},
         ],
-        "monthly_totals": {month: 4},
+        "monthly_totals": {month: 4}, "timezone": "Asia/Taipei",
     }
     # Reading the register is not an access to anyone's data: nothing was refused or logged for it.
     assert context.audit.query(kind="auth") == []
