@@ -67,7 +67,9 @@ def rtsp_camera(sample: Path, port: int = 0, fps: int = 25) -> Iterator[str]:
     """Serve `sample` (.h264) over RTSP in a subprocess; yields its URL; stops it on exit."""
     cmd = [str(SYSTEM_PYTHON), str(RTSP_SERVER_SCRIPT), "--port", str(port), "--path", "/street",
            "--file", str(sample), "--fps", str(fps)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its stderr goes to a file beside the sample: an unread pipe could fill up and stall the camera.
+    with open(sample.with_suffix(".rtsp.log"), "w") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         url = _wait_ready(proc, timeout=20)
         yield url
@@ -95,19 +97,41 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
     reader.join(timeout)
     if not found or not found[0].startswith("READY "):
         proc.kill()
-        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-        why = found[0] if found else (err.strip().splitlines() or ["no READY line"])[-1]
-        raise DemoError(f"the RTSP test server did not start: {why}")
+        raise DemoError(f"the RTSP test server did not start: {found[0] if found else 'no READY line'}")
     return found[0].split(" ", 1)[1]
 
 
-def ensure_sample(data_dir: Path) -> Path:
-    from relay.samples import write_sample
+def write_demo_clip(path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 12.0,
+                    ) -> None:
+    """The sample street scene as an H.264 Annex B stream, one slice per frame and an IDR every second."""
+    from fractions import Fraction
 
+    import av
+
+    from relay.samples import render_frame, street_background
+
+    background = street_background(width, height)
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # One thread: one slice per frame, which every decoder handles, whatever its buffering flags.
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(fps), "bf": "0",
+                          "threads": "1"}
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            img, _ = render_frame(background, i)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def ensure_sample(data_dir: Path) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
     sample = data_dir / "demo-street.h264"
     if not sample.exists():
         tmp = sample.with_suffix(".tmp.h264")
-        write_sample(tmp, width=1280, height=720, fps=25, seconds=12.0)
+        write_demo_clip(tmp)
         tmp.replace(sample)
     return sample
 
@@ -173,7 +197,8 @@ def banner(setup: DemoSetup) -> str:
         lines.append(f"    {name:<{width}}  {setup.passwords[name]:<14} {role:<20} {who}")
     lines += [
         "  raw view: sign in as investigator, request raw for criminal_investigation with a case reference",
-        "  (POST /api/raw-requests), have approver approve it, then pick mode 'raw' with the same case ref.",
+        "  (POST /api/raw-requests); approver approves it (POST /api/raw-requests/{id}/approve); then play",
+        "  the camera in mode 'raw' with the same case reference. API docs: /docs",
         "  Ctrl-C stops the relay.",
         "",
     ]
