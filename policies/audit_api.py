@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -17,9 +18,13 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require("audit"))]
 
 
-def _filters(actor: str | None = None, camera_id: str | None = None, purpose: str | None = None,
-             decision: Literal["allow", "deny"] | None = None, kind: str | None = None,
-             since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
+def _filters(request: Request, actor: str | None = None, camera_id: str | None = None,
+             purpose: str | None = None, decision: Literal["allow", "deny"] | None = None,
+             kind: str | None = None, since: dt.datetime | None = None,
+             until: dt.datetime | None = None) -> dict[str, Any]:
+    """Query filters; a time without an offset is the relay's local time, as on the command line."""
+    zone = ZoneInfo(request.app.state.policies.settings.timezone)
+    since, until = (t.replace(tzinfo=zone) if t and t.tzinfo is None else t for t in (since, until))
     found = {"actor": actor, "camera_id": camera_id, "purpose": purpose, "decision": decision, "kind": kind,
              "since": since, "until": until}
     return {k: v for k, v in found.items() if v is not None}
@@ -71,12 +76,12 @@ def stats(request: Request, who: Auditor, since: dt.datetime | None = None,
     """Views per camera per purpose (and mode) per month (relay's local time); refusals likewise."""
     log = request.app.state.policies.audit
     tz = request.app.state.policies.settings.timezone
-    _log_access(request, who, "stats", _filters(since=since, until=until))
+    window = _filters(request, since=since, until=until)
+    _log_access(request, who, "stats", window)
     return {
         "timezone": tz,
-        "views": log.monthly_counts(kind="view.start", since=since, until=until,
-                                    by=("camera_id", "purpose", "mode"), tz=tz),
+        "views": log.monthly_counts(kind="view.start", by=("camera_id", "purpose", "mode"), tz=tz, **window),
         # Every refused request: view/raw decisions and authentication or role refusals alike.
-        "denials": log.monthly_counts(kind=None, decision="deny", since=since, until=until,
-                                      by=("kind", "camera_id", "purpose"), tz=tz),
+        "denials": log.monthly_counts(kind=None, decision="deny", by=("kind", "camera_id", "purpose"), tz=tz,
+                                      **window),
     }

@@ -85,11 +85,17 @@ def test_query_filters_and_pages(client: TestClient, auditor: dict[str, str], co
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     later = client.get("/api/audit/entries", params={"since": tomorrow}, headers=auditor).json()
     assert later["total"] == 0
+    # Without an offset a time is Taipei's: "now in UTC" written plainly is 8 hours ago there.
+    plain_utc_now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+    assert client.get("/api/audit/entries", params={"until": plain_utc_now, "actor": "alice"},
+                      headers=auditor).json()["total"] == 0
+    assert client.get("/api/audit/entries", params={"since": plain_utc_now, "actor": "alice"},
+                      headers=auditor).json()["total"] == 12
     assert client.get("/api/audit/entries", params={"limit": 5000}, headers=auditor).status_code == 422
     assert client.get("/api/audit/entries", params={"decision": "maybe"}, headers=auditor).status_code == 422
     # Who looked at the evidence, and with which filters, is evidence too.
     access = context.audit.query(kind="audit.access")
-    assert [e.actor for e in access] == ["audrey"] * 4
+    assert [e.actor for e in access] == ["audrey"] * 6
     assert access[0].details["filters"] == {"actor": "alice", "camera_id": "cam-1"}
 
 
