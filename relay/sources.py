@@ -93,12 +93,14 @@ class SourceOptions:
 
 @dataclass(frozen=True, slots=True)
 class OpenPlan:
-    """How PyAV opens one URL: what to pass to av.open, and whether to pace and loop (local files)."""
+    """How PyAV opens one URL: what to pass to av.open, whether to loop it (local files) and whether to
+    pace it at its frame rate (files, and HLS, which arrives a segment at a time)."""
 
     target: str
     format: str | None
     options: dict[str, str]
     is_file: bool
+    paced: bool = False
 
 
 def plan_open(url: str) -> OpenPlan:
@@ -111,7 +113,7 @@ def plan_open(url: str) -> OpenPlan:
         path = Path(parts.path if scheme == "file" else url)
         if not path.is_file():
             raise SourceError(f"no such file: {path.name or path}")
-        return OpenPlan(str(path), None, {}, True)
+        return OpenPlan(str(path), None, {}, True, paced=True)
     if scheme not in SCHEMES:
         raise SourceError(f"unsupported scheme {scheme!r} (use {', '.join(SCHEMES)})")
     if not parts.hostname:
@@ -136,7 +138,7 @@ def plan_open(url: str) -> OpenPlan:
         fmt = "hls"
         # Playlists need a bit of probing to find their variant and codec.
         options.update({"probesize": "500000", "analyzeduration": "500000"})
-    return OpenPlan(target, fmt, options, False)
+    return OpenPlan(target, fmt, options, False, paced=fmt == "hls")
 
 
 def describe_error(exc: BaseException, url: str) -> str:
@@ -316,7 +318,7 @@ class Source:
                 return got
             for frame in packet.decode():
                 now = time.monotonic()
-                if plan.is_file:  # a file plays at its frame rate, like the camera it stands in for
+                if plan.paced:  # at the stream's frame rate, like a camera, not as fast as it can be read
                     due = now if self._pace_last is None else self._pace_last + period
                     if due > now and self._stop.wait(due - now):
                         return got

@@ -3,16 +3,33 @@ that hangs, frozen pictures, looped files, and credentials that never leak."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import pytest
 
 from relay.sources import Source, SourceError, SourceOptions, plan_open, redact_url, scrub
-from tests.relay.conftest import HEIGHT, WIDTH, RtspServer, Sample, free_port, wait_for, write_clip
+from tests.relay.conftest import (
+    FPS,
+    HEIGHT,
+    WIDTH,
+    RtspServer,
+    Sample,
+    free_port,
+    render,
+    wait_for,
+    write_clip,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,6 +172,72 @@ async def test_frozen_picture_is_reported_and_reconnected(tmp_path: Path, sample
     try:
         assert await wait_for(lambda: source.health().failures >= 1, 10)
         assert "frozen" in (source.health().last_error or "")
+    finally:
+        source.stop()
+
+
+@pytest.fixture
+def http_camera(sample: Sample, tmp_path: Path) -> Iterator[str]:
+    """A real HTTP server: an MJPEG stream at /video.mjpg (multipart/x-mixed-replace, like IP cameras serve)
+    and an HLS playlist at /hls/index.m3u8 with its segments."""
+    jpegs = [cv2.imencode(".jpg", render(sample.background, i)[0])[1].tobytes() for i in range(FPS)]
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    with av.open(str(hls / "index.m3u8"), "w", format="hls",
+                 options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"}) as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": str(FPS), "bf": "0"}
+        for i in range(2 * FPS):
+            frame = av.VideoFrame.from_ndarray(render(sample.background, i)[0], format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    stop = threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/video.mjpg":
+                return super().do_GET()
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            i = 0
+            while not stop.is_set():
+                jpeg = jpegs[i % len(jpegs)]
+                try:
+                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                    self.wfile.write(head + jpeg + b"\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                i += 1
+                time.sleep(1 / FPS)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Handler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("path", ["/video.mjpg", "/hls/index.m3u8"])
+async def test_http_mjpeg_and_hls_deliver_frames(http_camera: str, path: str) -> None:
+    count = Counter()
+    source = Source(http_camera + path, count, label="http", options=FAST)
+    source.start()
+    try:
+        assert await wait_for(lambda: count.frames >= 20, 10)
+        health = source.health()
+        assert count.sizes == {(WIDTH, HEIGHT)} and health.last_frame_age_s is not None
+        assert health.fps_in < 40  # paced like a camera (HLS arrives a segment at a time)
     finally:
         source.stop()
 
