@@ -96,6 +96,28 @@ class CameraManager:
                 except Exception as exc:
                     log.error("camera %s: cannot start (%s)", spec.id, type(exc).__name__)
 
+    async def sync(self) -> None:
+        """Re-read the camera list after an admin change: start new keepalive cameras, apply changed
+        sources or masks, stop cameras that are gone or disabled, let former keepalive ones linger."""
+        current = {}
+        for camera in await asyncio.to_thread(self._all):
+            if getattr(camera, "enabled", True):
+                spec = CameraSpec.of(camera)
+                current[spec.id] = spec
+        self._known = dict(current)
+        for camera_id in [cid for cid in self._pipelines if cid not in current]:
+            await self.restart(camera_id)
+        for spec in current.values():
+            pipeline = self._pipelines.get(spec.id)
+            if spec.keepalive or pipeline is not None:
+                try:
+                    pipeline = await self._ensure(spec)
+                except Exception as exc:
+                    log.error("camera %s: cannot start (%s)", spec.id, type(exc).__name__)
+                    continue
+                if not spec.keepalive and not (pipeline.viewers or pipeline.raw_viewers):
+                    self._idle(pipeline)
+
     async def stop(self) -> None:
         self._closed = True
         for handle in self._linger.values():
@@ -146,9 +168,14 @@ class CameraManager:
         async with lock:
             pipeline = self._pipelines.get(spec.id)
             if pipeline is not None and not pipeline.stopped:
-                if pipeline.camera.source_url == spec.source_url:
+                old = pipeline.camera
+                if (old.source_url, old.privacy_masks) == (spec.source_url, spec.privacy_masks):
+                    pipeline.camera = spec  # name or keepalive may change without a reconnect
                     return pipeline
-                await pipeline.stop()  # the camera's source changed under us
+                # A new source or new static masks: restart, so no frame leaves under the old masks.
+                log.info("camera %s: source or privacy masks changed, restarting its pipeline", spec.id)
+                self._pipelines.pop(spec.id, None)
+                await pipeline.stop()
             anonymizer = await asyncio.to_thread(self._factory, spec)  # loads models: off the loop
             pipeline = Pipeline(spec, anonymizer, codec=self.codec, source_options=self.source_options)
             pipeline.on_idle(self._idle)

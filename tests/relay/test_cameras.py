@@ -159,3 +159,30 @@ def test_camera_spec_from_policy_runtime() -> None:
     assert "u:p@" not in repr(spec)
     with pytest.raises(ValueError, match="unsupported codec"):
         CameraManager(lambda _id: None, codec="h265")
+
+
+async def test_sync_applies_admin_changes(rtsp: RtspServer) -> None:
+    cams = catalog(runtime("a", rtsp.url), runtime("b", rtsp.url))
+    manager = CameraManager(cams.get, linger_s=0.2, source_options=FAST, cameras=lambda: list(cams.values()))
+    await manager.start()
+    try:
+        assert manager.pipeline("a") is None
+        cams["a"] = runtime("a", rtsp.url, keepalive=True)
+        await manager.sync()
+        first = manager.pipeline("a")
+        assert first is not None  # became keepalive: connected with nobody watching
+        sub = await manager.subscribe("a")
+        await first_packets(sub)
+        cams["a"] = runtime("a", rtsp.url, keepalive=True, privacy_masks=[[(0, 0), (0.5, 0), (0.5, 0.5)]])
+        await manager.sync()
+        assert sub.closed  # no frame leaves under the old masks
+        second = manager.pipeline("a")
+        assert second is not None and second is not first and first.stopped
+        cams["a"] = runtime("a", rtsp.url)  # keepalive off, nobody watching: lingers, then goes
+        await manager.sync()
+        assert await wait_for(lambda: manager.pipeline("a") is None, 5)
+        del cams["b"]
+        await manager.sync()
+        assert "b" not in manager.health()
+    finally:
+        await manager.stop()
