@@ -39,7 +39,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import shared_data_dir, write_results  # noqa: E402
-from benchmarks.privacy_video import video_clock  # noqa: E402
+from benchmarks.privacy_video import engine_version, video_clock  # noqa: E402
 
 TARGET_MS_720P = 20.0
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     worst_720_cpu = max(v["cpu_mean_ms"]["anonymize"] for k, v in clips.items() if k.endswith("720p"))
     data = {
         "benchmark": "cost",
+        "engine": engine_version(),
         "setup": {
             "profile": "realtime",
             "cores": "one (pinned to a single CPU; OpenCV, onnxruntime, decoder, encoder on 1 thread)",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -90,6 +91,23 @@ def video_clock() -> Iterator[VideoClock]:
         yield clock
     finally:
         engine.time = saved
+
+
+def engine_version() -> str:
+    """The commit the engine was measured at, `+modified` when blur/ had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "blur"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+modified" if dirty.stdout.strip() else "")
 
 
 def detect_every(fps: float) -> int:
@@ -268,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "clip": truth.describe() | {"seed": args.seed, "h264_crf": 23},
             "realtime_detect_every_frames": detect_every(truth.fps),
+            "engine": engine_version(),
             "profiles": {},
         }
         for profile in args.profiles:
