@@ -257,3 +257,26 @@ def test_openapi_documents_the_admin_api(client: TestClient) -> None:
         assert p in paths, p
     camera_out = spec["components"]["schemas"]["CameraOut"]["properties"]
     assert "has_credentials" in camera_out and "source_url" not in camera_out
+
+
+def test_records_with_access_history_are_disabled_not_deleted(
+    client: TestClient, context: PolicyContext, people: dict[str, Principal]
+) -> None:
+    admin = auth(context, people["policy_admin"])
+    assert client.post("/api/cameras", json=CAMERA, headers=admin).status_code == 201
+    op = people["police_operator"]
+    d = context.service.authorize_view(op, "cam-101", "public_safety")
+    context.service.open_session(op, "cam-101", "public_safety", d)
+    r = client.delete("/api/cameras/cam-101", headers=admin)
+    assert (
+        r.status_code == 409
+        and r.json()["detail"] == "camera 'cam-101' has access history; disable it instead"
+    )
+    r = client.delete(f"/api/users/{op.username}", headers=admin)
+    assert r.status_code == 409 and "has access history" in r.json()["detail"]
+    assert client.get("/api/cameras/cam-101", headers=admin).status_code == 200
+    assert (
+        client.put("/api/cameras/cam-101", json={**CAMERA, "enabled": False}, headers=admin).status_code
+        == 200
+    )
+    assert context.service.cameras_for(op) == []
