@@ -80,14 +80,15 @@ def register(subparsers: Any) -> None:
     register_audit(subparsers)
 
 
-def _context(args: argparse.Namespace) -> PolicyContext:
+def _context(args: argparse.Namespace, seed: bool = True) -> PolicyContext:
     settings = PolicySettings()
     if getattr(args, "database_url", None):
         settings = settings.model_copy(update={"database_url": args.database_url})
     ctx = build_context(settings)
-    from policies.defaults import load_defaults
+    if seed:
+        from policies.defaults import load_defaults
 
-    load_defaults(ctx, actor=CLI_ACTOR)  # a fresh database starts from the shipped purposes/roles/rules
+        load_defaults(ctx, actor=CLI_ACTOR)  # a fresh database starts from the shipped purposes/roles/rules
     return ctx
 
 
@@ -111,7 +112,7 @@ def _validate(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> int:
         if not a.path.exists():
             raise _UsageError(f"{a.path}: no such file or directory")
-        loaded = files.validate(a.path, db=_context(a).db if a.database_url else None)
+        loaded = files.validate(a.path, db=_context(a, seed=False).db if a.database_url else None)
         doc = loaded.document
         print(
             f"ok: {len(doc.purposes)} purposes, {len(doc.roles)} roles, {len(doc.cameras)} cameras, "

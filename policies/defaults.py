@@ -1,12 +1,15 @@
 """The shipped default policy (purposes, roles, rules in policies/defaults/*.yaml): seeded into a fresh
-database, never overwriting what administrators have changed since."""
+database only, so what administrators changed or deleted since stays changed or deleted."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from policies import files
+from policies.models import Purpose, Role
 
 if TYPE_CHECKING:
     from policies.context import PolicyContext
@@ -14,7 +17,12 @@ if TYPE_CHECKING:
 DEFAULTS_DIR = Path(__file__).with_name("defaults")
 
 
-def load_defaults(ctx: PolicyContext, actor: str = "system") -> list[files.Change]:
-    """Create the default purposes, roles and rules that are missing; logged as policy changes."""
+def load_defaults(ctx: PolicyContext, actor: str = "system", force: bool = False) -> list[files.Change]:
+    """Create the default purposes, roles and rules in a database that has no policy yet (or, with
+    `force`, whichever of them are missing). Logged as policy changes."""
+    if not force:
+        with ctx.db.session() as s:
+            if s.scalar(select(Purpose.id).limit(1)) is not None or s.scalar(select(Role.name).limit(1)):
+                return []
     loaded = files.load(DEFAULTS_DIR)
     return files.apply(ctx.db, ctx.audit, loaded, actor=actor, create_only=True, source="defaults")

@@ -267,3 +267,20 @@ def test_command_line(
     assert changes[-1].details["after"]["password"] == "changed"
     assert all("long" not in repr(c.details) for c in changes)
     ctx.db.dispose()
+
+
+def test_defaults_seed_only_a_fresh_database(context: PolicyContext) -> None:
+    from policies.defaults import load_defaults
+
+    with context.db.session() as s:
+        assert {r.id for r in s.scalars(select(Rule))} == {
+            "city-ops-anonymized",
+            "police-anonymized",
+            "investigation",
+        }
+        files.delete(s, "rules", "investigation")
+    assert load_defaults(context) == []  # an administrator's deletion stays deleted
+    with context.db.session() as s:
+        assert s.get(Rule, "investigation") is None
+    (restored,) = load_defaults(context, force=True)
+    assert (restored.action, restored.id) == ("create", "investigation")
