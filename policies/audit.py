@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,15 +72,20 @@ def _fields(kind: str, actor: str, roles: Sequence[str], camera_id: str | None, 
     if decision not in (None, "allow", "deny"):
         raise AuditError(f"audit decision must be allow or deny, not {decision!r}")
     return {
-        "kind": kind, "actor": (actor or "anonymous")[:128], "roles": [str(r) for r in roles],
+        "kind": _text(kind), "actor": _cut(actor or "anonymous", 128), "roles": [_text(r) for r in roles],
         # Callers may pass what a client sent: cut to the columns' sizes rather than lose the entry.
         "camera_id": _cut(camera_id, 64), "purpose": _cut(purpose, 64), "mode": _cut(mode, 16),
-        "decision": decision, "reason": reason or "", "details": _plain(details),
+        "decision": decision, "reason": _text(reason or ""), "details": _plain(details),
     }
 
 
-def _cut(value: str | None, size: int) -> str | None:
-    return None if value is None else str(value)[:size]
+def _text(value: Any) -> str:
+    # PostgreSQL refuses NUL in text; a hostile user name must not stop its own failure being logged.
+    return str(value).replace("\x00", "\ufffd")
+
+
+def _cut(value: Any, size: int) -> str | None:
+    return None if value is None else _text(value)[:size]
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -97,7 +103,19 @@ def _plain(details: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(details, dict):
         raise AuditError("audit details must be a mapping")
-    return json.loads(json.dumps(details, default=str))
+    return _jsonable(details)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_text(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _text(value)  # strings as they are; datetimes, paths and the like as their text
 
 
 def entry_hash(fields: dict[str, Any], prev_hash: str) -> str:

@@ -308,6 +308,11 @@ def test_oversized_fields_are_cut_not_lost(db: Database) -> None:
     entry = log.append("view.request", actor="x" * 300, camera_id="c" * 100, purpose="p" * 100, mode="m" * 40,
                        decision="deny", reason="unknown camera")
     assert (len(entry.actor), len(entry.camera_id or ""), len(entry.mode or "")) == (128, 64, 16)
+    odd = log.append("auth.fail", actor="eve\x00", reason="bad\x00", details={
+        "nan": float("nan"), "when": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), 7: ("a", {"b"}), "k\x00": None})
+    assert odd.actor == "eve\ufffd" and odd.reason == "bad\ufffd"
+    assert log.query(kind="auth.fail")[0].details == {"nan": "nan", "when": "2026-01-02 00:00:00+00:00",
+                                                      "7": ["a", ["b"]], "k\ufffd": None}
     assert log.verify().ok
 
 
