@@ -346,9 +346,10 @@ class AuditLog:
         for col, value in ((AuditEntry.actor, actor), (AuditEntry.camera_id, camera_id),
                            (AuditEntry.purpose, purpose), (AuditEntry.decision, decision)):
             if value is not None:
-                stmt = stmt.where(col == value)
+                stmt = stmt.where(col == _text(value))  # matches what append stored
         if kind is not None:
             # "view" matches view.request, view.start, view.end; "view.start" only itself.
+            kind = _text(kind)
             family = AuditEntry.kind.startswith(kind + ".", autoescape=True)
             stmt = stmt.where((AuditEntry.kind == kind) | family)
         if since is not None:

@@ -122,7 +122,8 @@ class Authenticator:
                               details={"method": "password", "client": client})
             raise AuthError("too many failed attempts; try again later", status=429)
         with self.db.session() as s:
-            user = s.scalar(select(User).where(User.username == username))
+            # A NUL cannot be in any user name (and PostgreSQL would refuse the query).
+            user = None if "\x00" in username else s.scalar(select(User).where(User.username == username))
             # Verify against a dummy hash for unknown users so timing does not reveal who exists.
             ok = self.verify_password(user.password_hash if user else None, password)
             roles = [r.name for r in user.roles] if user else []

@@ -325,6 +325,9 @@ def test_login_endpoint_and_me(client: TestClient, context: PolicyContext) -> No
     assert client.get("/api/auth/me").status_code == 401
     client.cookies.clear()
 
+    odd = client.post("/api/auth/login", json={"username": "dora\u0000", "password": PASSWORD})
+    assert odd.status_code == 401
+    assert context.audit.query(kind="auth.fail")[-1].actor == "dora\ufffd"
     bad = client.post("/api/auth/login", json={"username": "dora", "password": "nope-nope"})
     assert bad.status_code == 401 and bad.json() == {"detail": "invalid username or password"}
     assert client.post("/api/auth/login", json={"username": "dora"}).status_code == 422
