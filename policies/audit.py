@@ -22,7 +22,7 @@ import hmac
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +42,7 @@ _HASHED_FIELDS = ("seq", "ts", "kind", "actor", "roles", "camera_id", "purpose",
                   "reason", "details")
 EXPORT_FIELDS = (*_HASHED_FIELDS, "prev_hash", "hash", "signature")
 _MAX_PROBLEMS = 1000
+_OPTIONAL = ("camera_id", "purpose", "mode", "decision", "signature")
 _GROUPABLE = frozenset({"kind", "actor", "camera_id", "purpose", "mode", "decision", "reason"})
 _FILTERS = ("actor", "camera_id", "purpose", "decision", "kind", "since", "until")
 
@@ -74,7 +75,9 @@ def _fields(kind: str, actor: str, roles: Sequence[str], camera_id: str | None, 
     return {
         "kind": _text(kind), "actor": _cut(actor or "anonymous", 128), "roles": [_text(r) for r in roles],
         # Callers may pass what a client sent: cut to the columns' sizes rather than lose the entry.
-        "camera_id": _cut(camera_id, 64), "purpose": _cut(purpose, 64), "mode": _cut(mode, 16),
+        # Empty means absent (so a CSV export, which cannot tell them apart, reads back the same).
+        "camera_id": _cut(camera_id, 64) or None, "purpose": _cut(purpose, 64) or None,
+        "mode": _cut(mode, 16) or None,
         "decision": decision, "reason": _text(reason or ""), "details": _plain(details),
     }
 
@@ -86,6 +89,14 @@ def _text(value: Any) -> str:
 
 def _cut(value: Any, size: int) -> str | None:
     return None if value is None else _text(value)[:size]
+
+
+def _key_bytes(key: bytes | str | None) -> bytes | None:
+    return (key.encode("utf-8") if isinstance(key, str) else key) or None
+
+
+def _signature(key: bytes | None, digest: str) -> str | None:
+    return None if key is None else hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -134,9 +145,7 @@ class AuditLog:
     def __init__(self, db: Database, signing_key: bytes | str | None = None,
                  retention_days: int = 365) -> None:
         self.db = db
-        if isinstance(signing_key, str):
-            signing_key = signing_key.encode("utf-8")
-        self._key = signing_key or None
+        self._key = _key_bytes(signing_key)
         if retention_days < 1:
             raise AuditError("retention_days must be at least 1")
         self.retention_days = retention_days
@@ -160,9 +169,7 @@ class AuditLog:
             conn.commit()
 
     def _sign(self, digest: str) -> str | None:
-        if self._key is None:
-            return None
-        return hmac.new(self._key, digest.encode("ascii"), hashlib.sha256).hexdigest()
+        return _signature(self._key, digest)
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
@@ -446,6 +453,58 @@ class AuditLog:
         stmt = stmt.group_by(month, *cols).order_by(month, *cols)
         with self.db.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def verify_export(entries: Iterable[dict[str, Any]], signing_key: bytes | str | None = None) -> VerifyResult:
+    """Check a copy handed out by export(): each entry still matches its hash (and signature, given
+    the key), and consecutive entries still chain. A filtered export has gaps by design, so order is
+    only checked between entries whose predecessor is in the copy."""
+    key = _key_bytes(signing_key)
+    problems: list[str] = []
+    checked, first, last = 0, None, None
+    prev: dict[str, Any] | None = None
+    for entry in entries:
+        checked += 1
+        seq = entry["seq"]
+        first = seq if first is None else first
+        last = seq
+        if entry_hash(entry, entry["prev_hash"]) != entry["hash"]:
+            problems.append(f"seq {seq}: edited (content does not match its hash)")
+        elif prev is not None and seq <= prev["seq"]:
+            problems.append(f"seq {seq}: reordered (after seq {prev['seq']})")
+        elif prev is not None and prev["seq"] == seq - 1 and entry["prev_hash"] != prev["hash"]:
+            problems.append(f"seq {seq}: does not chain to seq {seq - 1}")
+        if key is not None and not hmac.compare_digest(entry.get("signature") or "",
+                                                       _signature(key, entry["hash"]) or ""):
+            problems.append(f"seq {seq}: edited (signature missing or does not match)")
+        prev = entry
+    return VerifyResult(ok=not problems, checked=checked, problems=problems[:_MAX_PROBLEMS],
+                        first_seq=first, last_seq=last, signed=key is not None)
+
+
+def read_export(text: str, fmt: Literal["csv", "json"]) -> list[dict[str, Any]]:
+    """Entries of an export() file, typed back as the log holds them."""
+    try:
+        if fmt == "json":
+            rows = json.loads(text)
+            if not isinstance(rows, list):
+                raise ValueError("not a list of entries")
+        else:
+            rows = []
+            for row in csv.DictReader(io.StringIO(text)):
+                row = {k: (None if v == "" and k in _OPTIONAL else v) for k, v in row.items()}
+                row["roles"] = row["roles"].split(";") if row["roles"] else []
+                row["details"] = json.loads(row["details"]) if row["details"] else {}
+                rows.append(row)
+        for row in rows:
+            row["seq"] = int(row["seq"])
+            row["ts"] = dt.datetime.fromisoformat(str(row["ts"]).replace("Z", "+00:00"))
+            missing = [k for k in EXPORT_FIELDS if k not in row]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AuditError(f"not an access-log export ({fmt}): {exc}") from None
+    return rows
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:

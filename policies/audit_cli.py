@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from policies.audit import AuditError, AuditLog, entry_dict
+from policies.audit import AuditError, AuditLog, entry_dict, read_export, verify_export
 from policies.context import PolicySettings
 from policies.db import Database
 
@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("verify", help="check the hash chain (and signatures); exit 1 on any problem")
     common(p)
+    p.add_argument("--file", type=Path, help="check an exported copy (.csv or .json) instead of the database")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("query", help="list matching entries")
@@ -108,8 +109,16 @@ def _run(func: Any, args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     def go(args: argparse.Namespace) -> int:
-        log, _ = _open(args)
-        result = log.verify()
+        if args.file is not None:
+            try:
+                text = args.file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise _UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+            fmt = "csv" if args.file.suffix.lower() == ".csv" else "json"
+            result = verify_export(read_export(text, fmt), PolicySettings().audit_signing_key)
+        else:
+            log, _ = _open(args)
+            result = log.verify()
         span = f" (seq {result.first_seq}-{result.last_seq})" if result.checked else ""
         signed = "signed" if result.signed else "unsigned: no audit_signing_key set"
         if result.ok:
