@@ -212,6 +212,8 @@ class Source:
         self._size: tuple[int, int] | None = None
         self._fps = RateMeter()
         self._ever_connected = False
+        self._pace_last: float | None = None
+        self.decode_errors = 0
 
     @property
     def redacted_url(self) -> str:
@@ -256,6 +258,7 @@ class Source:
 
     def _run(self) -> None:
         attempt = 0
+        logged: tuple[str, float | None] | None = None
         while not self._stop.is_set():
             delivered = False
             try:
@@ -275,7 +278,11 @@ class Source:
 
                 metrics.SOURCE_FAILURES.labels(self.label).inc()
                 metrics.CAMERA_UP.labels(self.label).set(0)
-                log.warning("camera %s (%s): %s", self.label, self._redacted, message)
+                # A camera that stays down logs once per distinct error, not once per retry.
+                repeat = (message, self._last_frame) == logged  # same error, no frame since
+                log.log(logging.DEBUG if repeat else logging.WARNING, "camera %s (%s): %s", self.label,
+                        self._redacted, message)
+                logged = (message, self._last_frame)
             attempt = 0 if delivered else attempt + 1
             delay = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2 ** max(attempt - 1, 0))
             self._stop.wait(delay * random.uniform(0.8, 1.2))
@@ -285,7 +292,7 @@ class Source:
         Files are reopened at their end (seeking fails on raw elementary streams) and paced at their rate."""
         opts = self.options
         delivered = False
-        self._pace_last: float | None = None
+        self._pace_last = None
         while not self._stop.is_set():
             container = av.open(plan.target, format=plan.format, options=plan.options,
                                 timeout=(opts.open_timeout_s, opts.stall_s))
@@ -316,7 +323,14 @@ class Source:
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return got
-            for frame in packet.decode():
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError:
+                # A damaged packet (loss on UDP, a glitching camera): skip it. If nothing decodes any
+                # more, the stall check below reconnects.
+                self.decode_errors += 1
+                decoded = []
+            for frame in decoded:
                 now = time.monotonic()
                 if plan.paced:  # at the stream's frame rate, like a camera, not as fast as it can be read
                     due = now if self._pace_last is None else self._pace_last + period
