@@ -273,6 +273,7 @@ def main() -> int:
 
     warm, cold, linger = 25, 5, 1.0
     clip = sample_clip()
+    load_before = os.getloadavg()
     with rtsp_camera(clip) as url, RelayUnderTest(url, linger_s=linger) as relay:
         joins = asyncio.run(measure_joins(relay, warm, cold, linger))
     result = {
@@ -281,7 +282,8 @@ def main() -> int:
                   "cold: nobody watching (connects the camera, loads the detector)",
         "target_p95_ms": 400,
         "warm_ms": summary(joins["warm"]), "cold_ms": summary(joins["cold"]),
-        "samples_ms": joins, "machine": machine_info(),
+        "samples_ms": joins, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+        "machine": machine_info(),
         "note": "shared 2-core machine with other work running: timings are noisy",
     }
     fig = _plot(joins)
