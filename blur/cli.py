@@ -1,9 +1,10 @@
 """`cctv-relay anonymize`: anonymize image and video files offline.
 
-Images become lossless PNG, videos H.264 MP4 (audio dropped), each with its input's stem in the output folder.
-A bad input is reported on one line and the others are still processed; the exit status is 1 if any
-input failed. The default profile is `quality`: files have no real-time deadline, so every frame gets full
-detection.
+Images become lossless PNG, videos H.264 MP4 (audio dropped), each with its input's stem in the output
+folder. Files named as images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, ...) are read as images,
+anything else as video (animated GIFs included). A bad input is reported on one line and the others are
+still processed; the exit status is 1 if any input failed. The default profile is `quality`: files have no
+real-time deadline, so every frame gets full detection.
 """
 
 from __future__ import annotations

@@ -51,19 +51,11 @@ def read_image(path: Path) -> np.ndarray:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise MediaError(f"cannot read: {exc.strerror or exc}") from None
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    # IMREAD_COLOR: 8-bit BGR whatever the file holds (grey, alpha, 16-bit), turned upright by its EXIF
+    # orientation, since the PNG written back carries no orientation tag.
+    img = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError(f"not a readable image (unknown or corrupt {path.suffix or 'file'} data)")
-    if img.dtype != np.uint8:
-        # 16-bit or float images: scale to 8 bits, which is what the detectors and the PNG output carry.
-        info = np.iinfo(img.dtype) if np.issubdtype(img.dtype, np.integer) else None
-        scale = 255.0 / info.max if info else 255.0
-        img = np.clip(img.astype(np.float32) * scale, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        # Alpha is dropped: a face behind transparency is still in the pixels.
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(img)
 
 
