@@ -21,7 +21,7 @@ from blur.detectors.base import Detector, empty_boxes, make_detector
 from blur.geometry import crowd_factor, grow, to_int_boxes
 from blur.motion import MotionMap, detection_regions, head_bands
 from blur.profiles import AnonymizerConfig, get_profile
-from blur.search import search, search_regions
+from blur.search import search, search_regions, zoom
 from blur.tracking import Tracker, flow_boxes
 
 Polygon = Sequence[tuple[float, float]]
@@ -90,7 +90,7 @@ class Anonymizer:
                                      threshold=self.config.threshold)
         self._detector = detector
         self._lock = threading.Lock()
-        self._tracker = Tracker(self.config.track_persist_frames, self.config.track_pad / 3)
+        self._tracker = Tracker(self.config.track_persist, self.config.track_pad / 3)
         self._motion = MotionMap() if (self.config.motion_gating or self.config.motion_mask) else None
         self._blobs = np.zeros((0, 4), np.float32)
         self._prev_small: np.ndarray | None = None
@@ -176,7 +176,7 @@ class Anonymizer:
         t1 = time.perf_counter()
         if cfg.track:
             self._tracker.step(self._prev_small, small, sscale, frame)
-        else:
+        else:  # boxes hold only on the frame they were detected on
             self._tracker.tracks = [t for t in self._tracker.tracks if t.last_seen == frame - 1]
         timings["track"] = (time.perf_counter() - t1) * 1000
 
@@ -237,10 +237,13 @@ class Anonymizer:
              ) -> np.ndarray:
         cfg = self.config
         if regions is None:
-            return search(detector, rgb, cfg.scales, cfg.max_detect_pixels)
-        if not regions:
+            found = search(detector, rgb, cfg.scales, cfg.max_detect_pixels, cfg.union_merge)
+        elif not regions:
             return empty_boxes()
-        return search_regions(detector, rgb, regions, cfg.motion_scale, cfg.max_detect_pixels)
+        else:
+            found = search_regions(detector, rgb, regions, cfg.motion_scale, cfg.max_detect_pixels)
+        return zoom(detector, rgb, found, cfg.zoom_scale, cfg.zoom_small_px, cfg.zoom_grow,
+                    cfg.max_detect_pixels, cfg.union_merge)
 
     def _mask_boxes(self, frame: int) -> np.ndarray:
         cfg = self.config
@@ -248,8 +251,9 @@ class Anonymizer:
         parts = []
         if len(boxes):
             crowd = crowd_factor(boxes, cfg.crowd_neighbors, cfg.crowd_radius)
-            fx = cfg.margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
-            fy = cfg.margin * pad * np.where(crowd, cfg.crowd_grow[1], 1.0)
+            margin = np.where(boxes[:, 3] - boxes[:, 1] >= cfg.large_px, cfg.margin_large, cfg.margin)
+            fx = margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
+            fy = margin * pad * cfg.vertical * np.where(crowd, cfg.crowd_grow[1], 1.0)
             parts.append(grow(boxes, fx, fy))
         if cfg.motion_mask and len(self._blobs):
             parts.append(head_bands(self._blobs))

@@ -10,16 +10,24 @@ class AnonymizerConfig:
     # Detector.
     detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
     device: str = "cpu"
-    threshold: float = 0.15               # low on purpose: a false mask costs little, a missed face a lot
-    # Still/whole-frame detection: the frame is upscaled by each factor, up to `max_detect_pixels`
-    # (after upscaling) per pass; larger factors find smaller faces.
+    threshold: float = 0.1                # low on purpose: a false mask costs little, a missed face a lot
+    # Whole-frame detection: the frame is upscaled by each factor, as far as `max_detect_pixels` (after
+    # upscaling) allows per pass; larger factors find smaller faces.
     scales: tuple[float, ...] = (1.0, 2.0)
-    max_detect_pixels: int = 1_000_000
-    tile: int = 640                       # upscaled passes larger than this are cut into tiles (+ overlap)
-    # Masking.
-    margin: float = 1.6                   # box scale around a detection (1.0 = the face box)
+    max_detect_pixels: int = 1_500_000
+    union_merge: bool = False             # merging passes: the kept box grows over the boxes it replaces
+    # Zoom: small faces come in crowds, so the neighbourhood of every face found smaller than
+    # `zoom_small_px` (grown by `zoom_grow` x, y) gets another pass at `zoom_scale` (0 = off).
+    zoom_scale: float = 4.0
+    zoom_small_px: float = 30.0
+    zoom_grow: tuple[float, float] = (8.0, 4.8)
+    # Masking. Detector boxes are tighter than a head (hair, chin), hence the margin and the extra height.
+    margin: float = 1.5                   # box scale around a small detection (1.0 = the face box)
+    margin_large: float = 1.2             # ...and around one at least `large_px` high
+    large_px: float = 24.0
+    vertical: float = 1.3                 # extra height factor on top of the margin
     shape: str = "ellipse"                # "ellipse" | "box"
-    crowd_neighbors: int = 3              # a face with this many others nearby is "in a crowd"...
+    crowd_neighbors: int = 0              # > 0: a face with this many others nearby is "in a crowd"...
     crowd_radius: float = 4.0             # ...nearby = within this many face heights...
     crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
     # Video: how often detection runs and how boxes are carried between detections.
@@ -30,7 +38,7 @@ class AnonymizerConfig:
     motion_scale: float = 2.0             # upscale factor for motion regions
     motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
     track: bool = True
-    track_persist_frames: int = 12        # keep a lost track this long (frames) before dropping it
+    track_persist: int = 2                # drop a track after this many detections in a row missed it
     track_pad: float = 0.15               # extra box padding per frame of track age (fraction of size)
     # Fail closed.
     max_result_age_s: float = 1.5         # live: newest applied detection may be at most this old
@@ -47,7 +55,7 @@ PROFILES: dict[str, AnonymizerConfig] = {
     "realtime": AnonymizerConfig(),
     # Offline: every frame, more scales, larger passes; cost is not the concern.
     "quality": AnonymizerConfig(
-        threshold=0.12, scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, detect_every=1,
+        scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, zoom_scale=6.0, detect_every=1,
         motion_gating=False, frame_budget_ms=None,
     ),
 }

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from blur.detectors.base import Detector, empty_boxes, nms
-from blur.geometry import scale_boxes
+from blur.geometry import grow, merge_regions, scale_boxes, to_int_boxes
 
 
 def detect_scaled(detector: Detector, rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -33,12 +33,35 @@ def usable_scales(width: int, height: int, scales: Sequence[float], max_pixels: 
     return fit
 
 
-def search(detector: Detector, rgb: np.ndarray, scales: Sequence[float], max_pixels: int) -> np.ndarray:
+def search(detector: Detector, rgb: np.ndarray, scales: Sequence[float], max_pixels: int,
+           union: bool = False) -> np.ndarray:
     """Detect at every usable scale and merge (boxes in `rgb` pixels)."""
     h, w = rgb.shape[:2]
     found = [detect_scaled(detector, rgb, s) for s in usable_scales(w, h, scales, max_pixels)]
     found = [f for f in found if len(f)]
-    return nms(np.concatenate(found), 0.3) if found else empty_boxes()
+    return nms(np.concatenate(found), 0.3, union) if found else empty_boxes()
+
+
+def zoom_regions(found: np.ndarray, width: int, height: int, small_px: float,
+                 grow_xy: tuple[float, float]) -> list[tuple[int, int, int, int]]:
+    """Neighbourhoods of the small faces found: where more, smaller faces are likely."""
+    small = found[(found[:, 3] - found[:, 1]) < small_px] if len(found) else found
+    if len(small) == 0:
+        return []
+    return merge_regions(to_int_boxes(grow(small[:, :4], grow_xy[0], grow_xy[1]), width, height))
+
+
+def zoom(detector: Detector, rgb: np.ndarray, found: np.ndarray, scale: float, small_px: float,
+         grow_xy: tuple[float, float], max_pixels: int, union: bool = False) -> np.ndarray:
+    """Add what a `scale`x pass around the small faces in `found` finds."""
+    if scale <= 0 or len(found) == 0:
+        return found
+    h, w = rgb.shape[:2]
+    regions = zoom_regions(found, w, h, small_px, grow_xy)
+    if not regions:
+        return found
+    more = search_regions(detector, rgb, regions, scale, max_pixels)
+    return nms(np.concatenate([found, more]), 0.3, union) if len(more) else found
 
 
 def search_regions(detector: Detector, rgb: np.ndarray, regions: Sequence[tuple[int, int, int, int]],

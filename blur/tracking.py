@@ -1,9 +1,11 @@
 """Carries face boxes between detections so the mask never flickers off a moving face.
 
 Boxes move with the median sparse optical flow (pyramidal Lucas-Kanade) of points inside them, measured
-on a small grey copy of the frame; a box not confirmed by detection persists for a few frames, padded
-more the longer it goes unconfirmed. Detection results computed on an older frame (live mode) are carried
-to the current frame with one flow step from the frame they were computed on."""
+on a small grey copy of the frame. A box is dropped only after detection looked at its place and missed
+it `persist` times in a row: never merely because time passed (while no detection result arrives, the
+engine's fail-closed checks take over); it is padded more the longer it goes unconfirmed.
+Detection results computed on an older frame (live mode) are carried to the current frame with one flow
+step from the frame they were computed on."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Track:
     box: np.ndarray   # float32 [x1, y1, x2, y2] in full-frame pixels
     score: float
     last_seen: int    # frame index of the last detection that confirmed it
+    misses: int = 0   # detection results in a row that looked here and did not confirm it
 
 
 def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -54,14 +57,13 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
 
 
 class Tracker:
-    def __init__(self, persist_frames: int = 12, pad_per_frame: float = 0.05) -> None:
-        self.persist = persist_frames
+    def __init__(self, persist: int = 2, pad_per_frame: float = 0.05) -> None:
+        self.persist = persist
         self.pad_per_frame = pad_per_frame
         self.tracks: list[Track] = []
 
     def step(self, prev: np.ndarray | None, cur: np.ndarray, scale: float, frame: int) -> None:
-        """Advance every track to the current frame and drop the ones unconfirmed for too long."""
-        self.tracks = [t for t in self.tracks if frame - t.last_seen <= self.persist]
+        """Advance every track to the current frame."""
         if prev is None or not self.tracks:
             return
         moved = flow_boxes(prev, cur, np.stack([t.box for t in self.tracks]), scale)
@@ -83,11 +85,14 @@ class Tracker:
                 self.tracks[ti].box = boxes[di].astype(np.float32)
                 self.tracks[ti].score = float(dets[di, 4])
                 self.tracks[ti].last_seen = frame
-        if regions is not None:
-            for t in self.tracks:
-                cx, cy = (t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2
-                if not any(x1 <= cx < x2 and y1 <= cy < y2 for x1, y1, x2, y2 in regions):
-                    t.last_seen = max(t.last_seen, frame)
+                self.tracks[ti].misses = 0
+        for t in self.tracks:
+            if t.last_seen == frame:
+                continue
+            cx, cy = (t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2
+            if regions is None or any(x1 <= cx < x2 and y1 <= cy < y2 for x1, y1, x2, y2 in regions):
+                t.misses += 1
+        self.tracks = [t for t in self.tracks if t.misses <= self.persist]
         for di in range(len(boxes)):
             if di not in matched_det:
                 self.tracks.append(Track(boxes[di].astype(np.float32), float(dets[di, 4]), frame))

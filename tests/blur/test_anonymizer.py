@@ -1,0 +1,231 @@
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from blur import PROFILES, Anonymizer, FrameReport, make_detector, maskers
+from tests.blur.detectors_for_tests import FixedBoxDetector, RaisingDetector, SleepingDetector
+from tests.blur.scenes import background, changed_share, inner, scene, to_frame
+
+# One native-scale pass keeps the tests quick; the profiles' multi-scale search is the benchmark's job.
+FAST = PROFILES["realtime"].with_(scales=(1.0,), zoom_scale=0.0, motion_gating=False)
+EXACT = FAST.with_(margin=1.0, margin_large=1.0, vertical=1.0, shape="box")
+
+
+@pytest.fixture(scope="module")
+def centerface():
+    return make_detector("centerface", threshold=FAST.threshold)
+
+
+def _far_from(box, img_w):
+    # A strip on the side of the frame away from the face.
+    return (0, 0, 60, 60) if box[0] > img_w // 2 else (img_w - 60, 0, img_w, 60)
+
+
+def test_still_image_face_masked_and_background_untouched(centerface):
+    img, face = scene(300, 100)
+    out, report = Anonymizer(FAST, detector=centerface).process_bgr(img)
+    assert isinstance(report, FrameReport)
+    assert not report.failsafe and report.reason is None and report.detected
+    assert changed_share(img, out, inner(face)) > 0.9
+    assert changed_share(img, out, _far_from(face, 640), thr=0) == 0.0
+    x1, y1, x2, y2 = face
+    assert any(b[0] <= x1 + 5 and b[1] <= y1 + 5 and b[2] >= x2 - 5 and b[3] >= y2 - 5 for b in report.boxes)
+    assert set(report.timings_ms) >= {"detect", "track", "mask"}
+
+
+def test_video_frame_in_yuv420p_out(centerface):
+    img, face = scene(40, 120)
+    frame = to_frame(img, pts=42)
+    out, report = Anonymizer(FAST, detector=centerface).process(frame)
+    assert isinstance(out, av.VideoFrame)
+    assert (out.format.name, out.width, out.height, out.pts) == ("yuv420p", 640, 360, 42)
+    before, after = frame.to_ndarray(format="bgr24"), out.to_ndarray(format="bgr24")
+    assert changed_share(before, after, inner(face)) > 0.9
+    assert np.array_equal(before[:60, -60:], after[:60, -60:])
+    assert not report.failsafe
+
+
+@pytest.mark.parametrize("fmt", ["rgb24", "yuvj420p", "nv12", "gray"])
+def test_any_pixel_format_in(fmt):
+    img, _ = scene(200, 100)
+    frame = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=fmt)
+    out, report = Anonymizer(EXACT, detector=FixedBoxDetector([(10, 10, 50, 50)])).process(frame)
+    assert out.format.name == "yuv420p" and (out.width, out.height) == (640, 360)
+    assert report.boxes == [(10, 10, 50, 50)]
+
+
+@pytest.mark.parametrize("mode", maskers.MODES)
+def test_yuv_planes_masked_exactly_like_the_plane_maskers(mode):
+    img, _ = scene(200, 100)
+    frame = to_frame(img)
+    box = (101, 61, 201, 181)  # odd corners: chroma box rounds outwards
+    out, report = Anonymizer(EXACT, mode=mode, detector=FixedBoxDetector([box])).process(frame)
+    assert report.boxes == [box]
+    y, u, v = (frame.to_ndarray()[:360], frame.to_ndarray()[360:450].reshape(180, 320),
+               frame.to_ndarray()[450:].reshape(180, 320))
+    want_y, want_u, want_v = y.copy(), u.copy(), v.copy()
+    maskers.mask_boxes(want_y, [box], mode, "box", fill=16)
+    maskers.mask_boxes(want_u, [(50, 30, 101, 91)], mode, "box", fill=128)
+    maskers.mask_boxes(want_v, [(50, 30, 101, 91)], mode, "box", fill=128)
+    got = out.to_ndarray()
+    assert np.array_equal(got[:360], want_y)
+    assert np.array_equal(got[360:450].reshape(180, 320), want_u)
+    assert np.array_equal(got[450:].reshape(180, 320), want_v)
+    assert not np.array_equal(got[:360], y)
+
+
+def test_static_masks_always_applied_without_a_detector():
+    cfg = FAST.with_(detector="none")
+    img = background()
+    poly = [(0.0, 0.0), (0.25, 0.0), (0.25, 0.5), (0.0, 0.5)]
+    anonymizer = Anonymizer(cfg, masks=[poly], mode="solid")
+    for _ in range(2):
+        out, report = anonymizer.process_bgr(img)
+        assert report.boxes == [] and not report.failsafe
+        assert (out[:180, :160] == 0).all()
+        assert np.array_equal(out[:, 161:], img[:, 161:])
+        assert np.array_equal(out[181:], img[181:])
+
+
+def test_fails_closed_when_the_detector_raises():
+    img, face = scene(200, 100)
+    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector([face]))
+    _, ok = anonymizer.process_bgr(img)
+    assert not ok.failsafe
+    anonymizer.replace_detector(RaisingDetector())
+    out, report = anonymizer.process_bgr(img)
+    assert report.failsafe and report.boxes == []
+    assert report.reason == "detector error: RuntimeError: model file corrupt"
+    assert "\n" not in report.reason
+    assert changed_share(img, out, (0, 0, 640, 360)) > 0.8  # the whole frame, not just the face
+    assert changed_share(img, out, face) > 0.9
+
+
+def _run_live(anonymizer, img, seconds, until=None):
+    reports = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out, report = anonymizer.process_bgr(img)
+        reports.append((out, report))
+        if until is not None and until(report):
+            break
+        time.sleep(0.01)
+    return reports
+
+
+def test_live_mode_masks_the_face(centerface):
+    img, face = scene(300, 100)
+    with Anonymizer(FAST.with_(detect_hz=20.0), detector=centerface, live=True) as anonymizer:
+        reports = _run_live(anonymizer, img, 20.0, until=lambda r: not r.failsafe)
+    out, last = reports[-1]
+    assert not last.failsafe
+    assert changed_share(img, out, inner(face)) > 0.9
+    # Until the first detection arrives, frames leave fully masked.
+    assert all(r.failsafe and r.reason == "awaiting first detection" for _, r in reports[:-1])
+
+
+def test_live_mode_fails_closed_when_the_detector_stalls_and_recovers():
+    img, face = scene(200, 100)
+    cfg = EXACT.with_(detect_hz=50.0, stall_timeout_s=0.2, max_result_age_s=0.4)
+    sleeper = SleepingDetector()
+    with Anonymizer(cfg, detector=FixedBoxDetector([face]), live=True) as anonymizer:
+        ok = _run_live(anonymizer, img, 5.0, until=lambda r: not r.failsafe)
+        assert not ok[-1][1].failsafe
+        anonymizer.replace_detector(sleeper)
+        stalled = _run_live(anonymizer, img, 0.8)
+        # Never an unmasked frame: each one is either face-masked from fresh-enough tracks or fully masked.
+        for out, _r in stalled:
+            assert changed_share(img, out, face) > 0.9
+        assert all(r.failsafe for _, r in stalled[-10:])
+        assert stalled[-1][1].reason in ("detector stalled", "behind budget")
+        assert any(r.reason == "detector stalled" for _, r in stalled)
+        out, _ = stalled[-1]
+        assert changed_share(img, out, (0, 0, 640, 360)) > 0.8
+        anonymizer.replace_detector(FixedBoxDetector([face]))
+        recovered = _run_live(anonymizer, img, 5.0, until=lambda r: not r.failsafe)
+        assert not recovered[-1][1].failsafe
+    sleeper.release.set()
+
+
+def test_live_mode_fails_closed_when_detection_falls_behind():
+    img, face = scene(200, 100)
+
+    class Slow(FixedBoxDetector):
+        def detect(self, rgb):
+            time.sleep(0.5)
+            return super().detect(rgb)
+
+    cfg = EXACT.with_(detect_hz=50.0, stall_timeout_s=5.0, max_result_age_s=0.3)
+    with Anonymizer(cfg, detector=Slow([face]), live=True) as anonymizer:
+        reports = _run_live(anonymizer, img, 1.6)
+    reasons = {r.reason for _, r in reports}
+    assert "behind budget" in reasons
+    for out, _r in reports:
+        assert changed_share(img, out, face) > 0.9
+
+
+def test_process_never_waits_for_the_detector():
+    img, _ = scene(200, 100)
+    sleeper = SleepingDetector()
+    done = threading.Event()
+
+    def feed():
+        with Anonymizer(EXACT, detector=sleeper, live=True) as anonymizer:
+            for _ in range(20):
+                anonymizer.process_bgr(img)
+        done.set()
+
+    threading.Thread(target=feed, daemon=True).start()
+    assert done.wait(10.0), "process() blocked on a stalled detector"
+    sleeper.release.set()
+
+
+def _moving_face_frames(n: int, step: int):
+    for i in range(n):
+        yield scene(40 + i * step, 90)
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_tracking_keeps_a_moving_face_covered_between_detections(centerface, track):
+    cfg = FAST.with_(detect_every=6, track=track)
+    anonymizer = Anonymizer(cfg, detector=centerface)
+    covered, detected = [], 0
+    for img, face in _moving_face_frames(24, 7):
+        out, report = anonymizer.process(to_frame(img))
+        detected += report.detected
+        covered.append(changed_share(img, out.to_ndarray(format="bgr24"), inner(face)) > 0.9)
+    assert detected == 4
+    if track:
+        assert all(covered)
+    else:  # without tracking the boxes stay behind (or vanish) between detections
+        assert not all(covered)
+
+
+def test_motion_mask_mode_masks_heads_of_moving_people_without_a_detector():
+    cfg = FAST.with_(detector="none", motion_mask=True)
+    anonymizer = Anonymizer(cfg, mode="solid")  # the flat "head" below would survive a mosaic unchanged
+    bg = background()
+    changed = []
+    for i in range(30):
+        img = bg.copy()
+        x = 100 + i * 8
+        img[100:300, x : x + 60] = (200, 180, 160)  # a "person" crossing
+        img[100:140, x + 15 : x + 45] = (90, 120, 200)  # ...with a head
+        out, report = anonymizer.process_bgr(img)
+        changed.append(changed_share(img, out, (x + 15, 100, x + 45, 140)))
+    assert min(changed[-10:]) > 0.6
+    assert report.boxes
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown mask mode"):
+        Anonymizer(FAST.with_(detector="none"), mode="swirl")
+    with pytest.raises(ValueError, match=r"coordinates in \[0, 1\]"):
+        Anonymizer(FAST.with_(detector="none"), masks=[[(0, 0), (2, 0), (0, 1)]])
+    with pytest.raises(ValueError, match="unknown profile"):
+        Anonymizer(profile="fastest")
+    with pytest.raises(ValueError, match="BGR"):
+        Anonymizer(FAST.with_(detector="none")).process_bgr(np.zeros((10, 10), np.uint8))
