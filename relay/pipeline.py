@@ -1,9 +1,9 @@
 """One camera's live pipeline: source → anonymizer → shared encoder → hub (→ viewers' peer connections).
 
-Threads: the source decodes on its own thread; a worker thread anonymizes and encodes (the engine runs
-detection on a third, so both cores work); hubs live on the event loop and get packets through
-`call_soon_threadsafe`. Between decode and the worker is a two-frame slot that drops the OLDEST frame when
-the worker falls behind: latency never grows, the drop is counted.
+Threads: the source decodes on its own thread; a mask thread runs the anonymizer (which detects on a
+thread of its own); each rendition encodes on its own thread; hubs live on the event loop and get packets
+through `call_soon_threadsafe`. Between stages are two-frame slots that drop the OLDEST frame when the next
+stage falls behind: latency never grows, drops are counted.
 
 Fail closed: if the anonymizer raises, the frame leaves as a flat grey picture (counted as failsafe), never
 as the decoded original. The raw rendition (unanonymized) exists only while a raw subscriber does: a second
@@ -80,11 +80,51 @@ class FrameSlot:
 
 
 class _Rendition:
+    """An encoder on a thread of its own (so masking and encoding overlap on two cores) and its hub."""
+
     def __init__(self, camera_id: str, name: str, codec: str, fps: int) -> None:
+        self.camera_id = camera_id
         self.name = name
         self.encoder = SharedEncoder(codec, fps=fps)
         self.hub = Hub(camera_id, name, codec, self.encoder.request_keyframe)
         self.fps_out = RateMeter()
+        self.slot = FrameSlot(2)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name=f"encode-{self.camera_id}-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def feed(self, frame: av.VideoFrame, arrival: float) -> None:
+        if not self.slot.put((frame, arrival)):
+            metrics.FRAMES_DROPPED.labels(self.camera_id).inc()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.slot.clear()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.get(timeout=0.5)
+            if item is None or self._stop.is_set():
+                continue
+            frame, arrival = item
+            try:
+                packets = self.encoder.encode(frame, arrival)
+            except Exception:  # one bad frame must not end the camera
+                log.exception("camera %s: encoding failed", self.camera_id)
+                continue
+            self.fps_out.tick()
+            metrics.FRAMES_OUT.labels(self.camera_id, self.name).inc()
+            if packets and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                    self._loop.call_soon_threadsafe(self.hub.publish, packets)
 
 
 def masked_frame(width: int, height: int) -> av.VideoFrame:
@@ -128,7 +168,8 @@ class Pipeline:
             return
         self.started = True
         self._loop = asyncio.get_running_loop()
-        self._worker = threading.Thread(target=self._work, name=f"pipeline-{self.camera_id}", daemon=True)
+        self._anon.start(self._loop)
+        self._worker = threading.Thread(target=self._work, name=f"mask-{self.camera_id}", daemon=True)
         self._worker.start()
         self._source = Source(self.camera.source_url, self._on_frame, label=self.camera_id,
                               options=self._source_options)
@@ -140,13 +181,16 @@ class Pipeline:
             return
         self.stopped = True
         self._stop.set()
-        source, worker = self._source, self._worker
+        source, worker, raw = self._source, self._worker, self._raw
 
         def join() -> None:
             if source is not None:
                 source.stop()
             if worker is not None:
                 worker.join(5)
+            self._anon.stop()
+            if raw is not None:
+                raw.stop()
             with contextlib.suppress(Exception):
                 self.anonymizer.close()
 
@@ -170,6 +214,8 @@ class Pipeline:
         if self._raw is None:
             rendition = _Rendition(self.camera_id, "raw", self.codec, self.fps)
             rendition.hub.on_empty(self._raw_emptied)
+            if self._loop is not None:
+                rendition.start(self._loop)
             self._raw = rendition
             log.info("camera %s: raw rendition started", self.camera_id)
         return self._raw.hub.subscribe()
@@ -196,7 +242,8 @@ class Pipeline:
 
     def _raw_emptied(self, hub: Hub) -> None:
         if self._raw is not None and self._raw.hub is hub:
-            self._raw = None  # the worker drops its reference at the next frame; nothing raw is encoded after
+            rendition, self._raw = self._raw, None  # nothing raw is fed or encoded from here on
+            rendition.stop(timeout=0)
             log.info("camera %s: raw rendition stopped", self.camera_id)
         self._hub_emptied()
 
@@ -220,20 +267,21 @@ class Pipeline:
             camera_id=cam.id, name=cam.name, source=self._source.redacted_url, keepalive=bool(cam.keepalive),
             state=src.state, connected=src.connected, fps_in=src.fps_in, fps_out=self._anon.fps_out.rate(),
             last_frame_age_s=src.last_frame_age_s, reconnects=src.reconnects, failures=src.failures,
-            failsafe_frames=self.failsafe_frames, dropped_frames=self._slot.dropped, viewers=self.viewers,
+            failsafe_frames=self.failsafe_frames, dropped_frames=self._slot.dropped + self._anon.slot.dropped,
+            viewers=self.viewers,
             raw_viewers=self.raw_viewers, last_error=src.last_error, frozen=src.frozen, width=src.width,
             height=src.height)
 
     # -- threads ----------------------------------------------------------------------------------------
 
     def _on_frame(self, frame: av.VideoFrame, arrival: float) -> None:  # source thread
+        raw = self._raw
+        if raw is not None and raw.hub.subscribers:
+            raw.feed(frame, arrival)  # before the anonymizer, by definition
+        if self._anon.hub.subscribers == 0:
+            return  # a keepalive camera nobody watches: stay connected, spend nothing on masking
         if not self._slot.put((frame, arrival)):
             metrics.FRAMES_DROPPED.labels(self.camera_id).inc()
-
-    def _publish(self, hub: Hub, packets: list[av.Packet]) -> None:
-        if packets and self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                self._loop.call_soon_threadsafe(hub.publish, packets)
 
     def _work(self) -> None:  # worker thread
         while not self._stop.is_set():
@@ -243,15 +291,10 @@ class Pipeline:
             frame, arrival = item
             try:
                 self._step(frame, arrival)
-            except Exception:  # an encoder failure on one frame must not end the camera
+            except Exception:  # a failure on one frame must not end the camera
                 log.exception("camera %s: frame processing failed", self.camera_id)
 
     def _step(self, frame: av.VideoFrame, arrival: float) -> None:
-        raw = self._raw
-        if raw is not None and raw.hub.subscribers:
-            self._encode(raw, frame, arrival)
-        if self._anon.hub.subscribers == 0:
-            return  # a keepalive camera nobody watches: stay connected, spend nothing on masking
         try:
             out, report = self.anonymizer.process(frame)
             failsafe = bool(getattr(report, "failsafe", False))
@@ -267,10 +310,4 @@ class Pipeline:
         if failsafe:
             self.failsafe_frames += 1
             metrics.FAILSAFE_FRAMES.labels(self.camera_id).inc()
-        self._encode(self._anon, out, arrival)
-
-    def _encode(self, rendition: _Rendition, frame: av.VideoFrame, arrival: float) -> None:
-        packets = rendition.encoder.encode(frame, arrival)
-        rendition.fps_out.tick()
-        metrics.FRAMES_OUT.labels(self.camera_id, rendition.name).inc()
-        self._publish(rendition.hub, packets)
+        self._anon.feed(out, arrival)
