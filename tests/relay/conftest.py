@@ -61,8 +61,15 @@ class Sample:
     fps: int = FPS
 
     def frame(self, index: int) -> np.ndarray:
-        """The source picture (BGR) of frame `index`, before any coding."""
-        return render(self.background, index % len(self.truth))[0]
+        """The source picture (BGR) of clip frame `index`, before any coding."""
+        return render(self.background, scene_index(index % len(self.truth), len(self.truth)))[0]
+
+
+def scene_index(i: int, frames: int) -> int:
+    """The clip plays the walk forth then back, so its loop has no jump: people do not teleport (a face
+    appearing out of nowhere between two detections is the engine's own test, not the relay's)."""
+    half = frames // 2
+    return i if i < half else frames - 1 - i
 
 
 def write_clip(path: Path, *, seconds: float = 4.0, gop: int = FPS, background: np.ndarray | None = None,
@@ -78,8 +85,9 @@ def write_clip(path: Path, *, seconds: float = 4.0, gop: int = FPS, background: 
         # multi-slice pictures (x264's zerolatency threading) arrive torn.
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "crf": "18",
                           "x264-params": "sliced-threads=0:threads=1"}
-        for i in range(int(seconds * FPS)):
-            img, boxes = render(background, 0 if still else i)
+        count = int(seconds * FPS)
+        for i in range(count):
+            img, boxes = render(background, 0 if still else scene_index(i, count))
             truth.append(boxes)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             frame.pts, frame.time_base = i, Fraction(1, FPS)
