@@ -26,9 +26,11 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
 from policies import auth as auth_module
+from policies.audit import AuditLog
 from policies.auth import Authenticator, AuthError, require
 from policies.auth import router as auth_router
-from policies.context import PolicyContext
+from policies.context import PolicyContext, PolicySettings
+from policies.db import Database
 from policies.models import User
 from policies.service import Principal
 
@@ -56,8 +58,9 @@ def log_text(ctx: PolicyContext) -> str:
 # -- local accounts ----------------------------------------------------------------------------------
 
 
-def test_password_hashing(context: PolicyContext) -> None:
-    auth = context.auth
+def test_password_hashing(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'hash.db'}")  # hashing is the same whatever the database
+    auth = Authenticator(PolicySettings(database_url=db.url), db, AuditLog(db))
     digest = auth.hash_password(PASSWORD)
     assert digest.startswith("$argon2id$") and PASSWORD not in digest
     assert auth.verify_password(digest, PASSWORD)
