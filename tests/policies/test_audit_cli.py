@@ -81,6 +81,11 @@ def test_bad_input_is_one_line(log: AuditLog, tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().err == "cctv-relay audit: not an ISO date/time: 'yesterday'\n"
     assert main(["audit", "verify", "--database-url", f"sqlite:///{tmp_path}/missing.db"]) == 2
     assert capsys.readouterr().err.startswith("cctv-relay audit: no database at ")
+    unreachable = "postgresql+psycopg://bob:topsecret@127.0.0.1:1/x"
+    assert main(["audit", "verify", "--database-url", unreachable]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cctv-relay audit: database error: ") and err.count("\n") == 1
+    assert "topsecret" not in err
 
 
 def test_verify_exit_status_from_a_real_process(log: AuditLog) -> None:
