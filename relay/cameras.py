@@ -41,6 +41,10 @@ class CameraSpec:
     privacy_masks: Sequence[Sequence[tuple[float, float]]] = ()
     keepalive: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.redacted_url:  # never fall back to showing the real URL
+            object.__setattr__(self, "redacted_url", redact_url(self.source_url))
+
     @classmethod
     def of(cls, camera: Any) -> CameraSpec:
         """From policies' CameraRuntime or anything with the same attributes."""

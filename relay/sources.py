@@ -232,6 +232,9 @@ class Source:
         if self._thread is not None:
             self._thread.join(timeout)
         self._set(state="stopped", connected=False)
+        from relay import metrics
+
+        metrics.CAMERA_UP.labels(self.label).set(0)
 
     def health(self) -> SourceHealth:
         with self._lock:

@@ -70,19 +70,22 @@ _original_host_addresses = aioice.ice.get_host_addresses
 
 
 def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    addresses = _original_host_addresses(use_ipv4, use_ipv6)
     ice = _ice_context.get()
     if ice is None:
-        return addresses
-    if ice.interfaces:
+        return _original_host_addresses(use_ipv4, use_ipv6)
+    if ice.interfaces:  # named interfaces or addresses only (loopback too, if named)
         wanted = set(ice.interfaces)
-        allowed = set()
+        addresses = []
         for adapter in ifaddr.get_adapters():
             for ip in adapter.ips:
-                address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-                if adapter.nice_name in wanted or adapter.name in wanted or address in wanted:
-                    allowed.add(address)
-        addresses = [a for a in addresses if a in allowed or a in wanted]
+                if isinstance(ip.ip, str):
+                    address, ok = ip.ip, use_ipv4
+                else:
+                    address, ok = ip.ip[0], use_ipv6 and ip.ip[2] == 0  # no link-local scopes
+                if ok and wanted & {adapter.nice_name, adapter.name, address}:
+                    addresses.append(address)
+    else:
+        addresses = _original_host_addresses(use_ipv4, use_ipv6)
     if ice.loopback and use_ipv4 and "127.0.0.1" not in addresses:
         addresses.append("127.0.0.1")
     return addresses

@@ -12,7 +12,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from relay.cameras import CameraManager, CameraSpec
-from relay.webrtc import SdpError, answer_offer
+from relay.webrtc import IceSettings, SdpError, answer_offer, ice_settings_from
 from tests.relay.conftest import HEIGHT, WIDTH, FaceCheck, RtspServer, Sample, Viewer, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -210,3 +210,35 @@ async def test_vp8_camera_negotiates_vp8(rtsp: RtspServer, faces: FaceCheck) -> 
     finally:
         await viewer.close()
         await cameras.stop()
+
+
+@pytest.mark.parametrize(("ice", "present", "absent"), [
+    (IceSettings(loopback=True), ["127.0.0.1"], []),
+    (IceSettings(interfaces=["127.0.0.1"], loopback=False), ["127.0.0.1"], []),
+    (IceSettings(interfaces=["no-such-interface"], loopback=True), ["127.0.0.1"], [" host "]),
+])
+async def test_ice_settings_choose_host_candidates(
+    manager: CameraManager, ice: IceSettings, present: list[str], absent: list[str]
+) -> None:
+    subscription = await manager.subscribe("street")
+    try:
+        answer, pc = await answer_offer(await offer_of(), subscription, ice=ice)
+        candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+        for address in present:
+            assert any(f" {address} " in c for c in candidates), candidates
+        if absent:  # only loopback was allowed: no other host address is offered
+            assert all(" 127.0.0.1 " in c for c in candidates), candidates
+        await pc.close()
+    finally:
+        subscription.close()
+
+
+def test_ice_settings_from_app_settings() -> None:
+    from relay.config import RelaySettings
+
+    turn = {"urls": ["turn:turn.example:3478"], "username": "u", "credential": "c"}
+    settings = RelaySettings(ice_servers=[turn], ice_interfaces=["eth0"], ice_loopback=False)
+    ice = ice_settings_from(settings)
+    assert ice.interfaces == ["eth0"] and not ice.loopback
+    (server,) = ice.ice_servers()
+    assert server.urls == ["turn:turn.example:3478"] and server.username == "u" and server.credential == "c"
