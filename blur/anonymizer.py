@@ -97,6 +97,8 @@ class Anonymizer:
         self._frame = -1
         self._static_cache: dict[tuple[int, int], list[np.ndarray]] = {}
         self._last_full = -1e9
+        self._rounds = 0
+        self._last_full_round = 0
         # Live-mode state, guarded by self._lock.
         self._generation = 0
         self._job: _Job | None = None
@@ -148,6 +150,9 @@ class Anonymizer:
             self._closed = True
             self._generation += 1
             self._wake.notify_all()
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=2.0)  # a stalled detector may never return; it is a daemon thread
         close = getattr(self._detector, "close", None)
         if close is not None and not self.live:
             close()
@@ -169,8 +174,10 @@ class Anonymizer:
         timings: dict[str, float] = {}
         small, sscale = self._small_grey(planes)
         if self._motion is not None:
-            blobs = self._motion.update(small)
-            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / sscale)
+            # Background subtraction is the costliest per-frame step: run it at half the flow resolution.
+            tiny = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+            blobs = self._motion.update(tiny)
+            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / (sscale / 2))
         timings["motion"] = (time.perf_counter() - t0) * 1000
 
         t1 = time.perf_counter()
@@ -226,10 +233,14 @@ class Anonymizer:
         return cv2.resize(base, (_SMALL_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
 
     def _plan(self, now: float, w: int, h: int) -> list[tuple[int, int, int, int]] | None:
-        """Where to detect: None = whole frame (full sweep), else motion regions (possibly none)."""
+        """Where to detect: None = whole frame (full sweep), else motion regions (possibly none).
+        Live: sweeps by the clock. Offline: by rounds, so a file gives the same result at any speed."""
         cfg = self.config
-        if (not cfg.motion_gating or self._motion is None or self._motion.frames < 10
-                or now - self._last_full >= cfg.full_sweep_s):
+        self._rounds += 1
+        due = (now - self._last_full >= cfg.full_sweep_s if self.live
+               else self._rounds - self._last_full_round >= cfg.full_sweep_s * cfg.detect_hz)
+        if not cfg.motion_gating or self._motion is None or self._motion.frames < 10 or due:
+            self._last_full_round = self._rounds
             return None
         return detection_regions(self._blobs, w, h)
 
@@ -241,9 +252,11 @@ class Anonymizer:
         elif not regions:
             return empty_boxes()
         else:
-            found = search_regions(detector, rgb, regions, cfg.motion_scale, cfg.max_detect_pixels)
-        return zoom(detector, rgb, found, cfg.zoom_scale, cfg.zoom_small_px, cfg.zoom_grow,
-                    cfg.max_detect_pixels, cfg.union_merge)
+            found = search_regions(detector, rgb, regions, cfg.motion_scale, cfg.motion_max_pixels)
+        # Between sweeps the zoom shares the (small) motion budget, so a round stays short.
+        budget = cfg.zoom_max_pixels if regions is None else cfg.motion_max_pixels
+        return zoom(detector, rgb, found, cfg.zoom_scale, cfg.zoom_small_px, cfg.zoom_grow, budget,
+                    cfg.union_merge)
 
     def _mask_boxes(self, frame: int) -> np.ndarray:
         cfg = self.config

@@ -14,13 +14,14 @@ class AnonymizerConfig:
     # Whole-frame detection: the frame is upscaled by each factor, as far as `max_detect_pixels` (after
     # upscaling) allows per pass; larger factors find smaller faces.
     scales: tuple[float, ...] = (1.0, 2.0)
-    max_detect_pixels: int = 1_500_000
+    max_detect_pixels: int = 1_000_000
     union_merge: bool = False             # merging passes: the kept box grows over the boxes it replaces
     # Zoom: small faces come in crowds, so the neighbourhood of every face found smaller than
     # `zoom_small_px` (grown by `zoom_grow` x, y) gets another pass at `zoom_scale` (0 = off).
     zoom_scale: float = 4.0
     zoom_small_px: float = 30.0
     zoom_grow: tuple[float, float] = (8.0, 4.8)
+    zoom_max_pixels: int = 1_500_000      # all zoom regions of one round together, after upscaling
     # Masking. Detector boxes are tighter than a head (hair, chin), hence the margin and the extra height.
     margin: float = 1.5                   # box scale around a small detection (1.0 = the face box)
     margin_large: float = 1.2             # ...and around one at least `large_px` high
@@ -32,17 +33,19 @@ class AnonymizerConfig:
     crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
     # Video: how often detection runs and how boxes are carried between detections.
     detect_every: int = 1                 # offline: detect every N frames
-    detect_hz: float = 4.0                # live: detection rate target on the worker thread
-    full_sweep_s: float = 2.0             # live: whole-frame pass at least this often (static people)
-    motion_gating: bool = True            # detect in moving regions between full sweeps
-    motion_scale: float = 2.0             # upscale factor for motion regions
+    detect_hz: float = 2.0                # live: detection rounds per second on the worker thread
+    full_sweep_s: float = 3.0             # whole-frame round at least this often (people standing still);
+                                          # offline (detect_every) counted as full_sweep_s * detect_hz rounds
+    motion_gating: bool = True            # between full sweeps, detect only in moving regions...
+    motion_scale: float = 2.0             # ...upscaled by this...
+    motion_max_pixels: int = 250_000      # ...within this many pixels (after upscaling) per round
     motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
-    track: bool = True
+    track: bool = True                    # False only for diagnosis: boxes then hold for one frame
     track_persist: int = 2                # drop a track after this many detections in a row missed it
     track_pad: float = 0.15               # extra box padding per frame of track age (fraction of size)
     # Fail closed.
-    max_result_age_s: float = 1.5         # live: newest applied detection may be at most this old
-    stall_timeout_s: float = 2.0          # live: a detector call running longer than this is stalled
+    max_result_age_s: float = 2.5         # live: newest applied detection may be at most this old
+    stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
     extras: dict[str, float] = field(default_factory=dict)
 
@@ -55,7 +58,8 @@ PROFILES: dict[str, AnonymizerConfig] = {
     "realtime": AnonymizerConfig(),
     # Offline: every frame, more scales, larger passes; cost is not the concern.
     "quality": AnonymizerConfig(
-        scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, zoom_scale=6.0, detect_every=1,
+        scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, zoom_scale=6.0,
+        zoom_max_pixels=6_000_000, detect_every=1,
         motion_gating=False, frame_budget_ms=None,
     ),
 }
