@@ -193,7 +193,6 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-
 def _close_soon(pc: RTCPeerConnection) -> None:
     with contextlib.suppress(RuntimeError):  # no running loop: the app is shutting down anyway
         task = asyncio.get_running_loop().create_task(pc.close())
