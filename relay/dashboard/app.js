@@ -45,6 +45,8 @@ function signOut(message) {
   state.user = null;
   state.cameras = [];
   $("#cameras").replaceChildren();
+  $("#raw-requests tbody").replaceChildren();
+  $("#raw-panel").hidden = true;
   $("#whoami").hidden = true;
   $("#cameras-panel").hidden = true;
   $("#sign-in-panel").hidden = false;
@@ -60,7 +62,17 @@ async function start() {
   $("#whoami").hidden = false;
   $("#sign-in-panel").hidden = true;
   $("#cameras-panel").hidden = false;
+  $("#raw-panel").hidden = !(can("request_raw") || can("approve_raw"));
+  await refresh();
+}
+
+function can(permission) {
+  return Boolean(state.user && state.user.permissions && state.user.permissions.includes(permission));
+}
+
+async function refresh() {
   await refreshCameras();
+  if (!$("#raw-panel").hidden) await refreshRawRequests();
 }
 
 // --- camera list ---------------------------------------------------------------------------------
@@ -78,6 +90,12 @@ function paintHealth(el, h) {
 }
 
 async function refreshCameras() {
+  if (!can("view")) {
+    $("#cameras").replaceChildren();
+    $("#cameras-empty").hidden = false;
+    $("#cameras-empty").textContent = "Your roles include no live video.";
+    return;
+  }
   const response = await api("/api/live/cameras");
   const list = $("#cameras");
   if (!response.ok) {
@@ -114,7 +132,10 @@ function cameraRow(cam, existing) {
       const ids = raw ? cam.raw_purposes : cam.purposes;
       purpose.replaceChildren(...ids.map((p) => new Option(p.replaceAll("_", " "), p)));
       $(".case-ref-label", li).hidden = !raw;
+      $(".ask", li).hidden = !(raw && can("request_raw"));
     };
+    $(".ask", li).addEventListener("click", () =>
+      askApproval(li, cam, purpose.value, $(".case-ref", li).value.trim()));
     if (!cam.raw_purposes || cam.raw_purposes.length === 0) $(".mode", li).disabled = true;
     mode.addEventListener("change", fill);
     fill();
@@ -122,6 +143,73 @@ function cameraRow(cam, existing) {
       openTile(cam, purpose.value, mode.value, $(".case-ref", li).value.trim()));
   }
   return li;
+}
+
+// --- raw view: dual control --------------------------------------------------------------------------
+function rowStatus(li, text, isError) {
+  const el = $(".row-status", li);
+  el.hidden = !text;
+  el.textContent = text || "";
+  el.className = `row-status ${isError ? "error" : "muted"}`;
+}
+
+async function askApproval(li, cam, purpose, caseRef) {
+  if (!caseRef) { rowStatus(li, "A raw view needs a case reference.", true); return; }
+  const justification = window.prompt("Why do you need to see faces? (recorded in the access log)") || "";
+  const response = await api("/api/raw-requests", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ camera_id: cam.id, purpose, case_ref: caseRef, justification }),
+  });
+  if (!response.ok) { rowStatus(li, `Request refused: ${await reason(response)}`, true); return; }
+  rowStatus(li, "Requested: a second person with the approve right must approve it before you can play raw.");
+  await refreshRawRequests();
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+}
+
+async function refreshRawRequests() {
+  const response = await api("/api/raw-requests");
+  if (!response.ok) return;
+  const rows = (await response.json()).slice(-20).reverse();
+  $("#raw-empty").hidden = rows.length > 0;
+  $("#raw-requests").hidden = rows.length === 0;
+  $("#raw-requests tbody").replaceChildren(...rows.map(rawRow));
+}
+
+function rawRow(req) {
+  const tr = document.createElement("tr");
+  tr.dataset.request = req.id;
+  for (const text of [req.camera_id, req.purpose.replaceAll("_", " "), req.case_ref, req.requester,
+                      req.status, when(req.expires_at)]) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    tr.append(td);
+  }
+  const actions = document.createElement("td");
+  const act = (label, path, body) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.addEventListener("click", async () => {
+      const r = await api(`/api/raw-requests/${encodeURIComponent(req.id)}/${path}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body()) });
+      if (!r.ok) window.alert(await reason(r));
+      await refreshRawRequests();
+    });
+    actions.append(b);
+  };
+  const mine = state.user && req.requester === state.user.username;
+  if (req.status === "pending" && can("approve_raw") && !mine) {
+    act("Approve 30 min", "approve", () => ({ minutes: 30 }));
+    act("Deny", "deny", () => ({ reason: window.prompt("Reason for denying") || "denied" }));
+  }
+  if (["pending", "approved"].includes(req.status) && (mine || can("approve_raw") || can("admin"))) {
+    act("Revoke", "revoke", () => ({ reason: window.prompt("Reason for revoking") || "revoked" }));
+  }
+  tr.append(actions);
+  return tr;
 }
 
 // --- tiles (WHEP) --------------------------------------------------------------------------------
@@ -220,5 +308,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#sign-in").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
   if (state.token) start();
-  setInterval(() => { if (state.token && !$("#cameras-panel").hidden) refreshCameras(); }, 5000);
+  setInterval(() => { if (state.token && !$("#cameras-panel").hidden) refresh(); }, 5000);
 });

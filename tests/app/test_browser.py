@@ -40,11 +40,14 @@ def grab(page: Page) -> tuple[float, np.ndarray]:
     return float(shot["t"]), img
 
 
-def sign_in(page: Page, username: str) -> None:
+def sign_in(page: Page, username: str, *, sees_cameras: bool = True) -> None:
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("#sign-in button[type=submit]")
-    page.wait_for_selector(f'#cameras li.camera[data-camera="{CAMERA}"]', timeout=20_000)
+    if sees_cameras:
+        page.wait_for_selector(f'#cameras li.camera[data-camera="{CAMERA}"]', timeout=20_000)
+    else:
+        page.wait_for_selector("#whoami:not([hidden])", timeout=20_000)
 
 
 def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe, tmp_path: Path) -> None:
@@ -104,5 +107,30 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe
             message = page.locator(f"{TILE} .message").inner_text()
             assert message.startswith("Access denied:") and len(message) > len("Access denied: ")
             assert page.locator(f"{TILE} .tile-mode").inner_text() == "raw"
+            page.locator(f"{TILE} .close").click()
+
+            # Dual control in the dashboard: the investigator asks, the duty supervisor approves...
+            page.on("dialog", lambda dialog: dialog.accept("suspect seen at this crossing"))
+            row.locator(".ask").click()
+            pending = page.locator("#raw-requests tbody tr", has_text="TPE-2026-0777")
+            expect(pending).to_contain_text("pending", timeout=10_000)
+            page.click("#sign-out")
+            sign_in(page, "approver", sees_cameras=False)
+            assert "no live video" in page.locator("#cameras-empty").inner_text()
+            request = page.locator("#raw-requests tbody tr", has_text="TPE-2026-0777")
+            request.get_by_role("button", name="Approve 30 min").click()
+            expect(request).to_contain_text("approved", timeout=10_000)
+            # ...and now the same raw request plays, faces visible, marked raw.
+            page.click("#sign-out")
+            sign_in(page, "investigator")
+            row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
+            row.locator(".mode").select_option("raw")
+            row.locator(".case-ref").fill("TPE-2026-0777")
+            row.locator(".play").click()
+            page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
+            assert page.locator(f"{TILE} .tile-mode").inner_text() == "raw"
+            time.sleep(1.5)
+            raw_scores = [max(faces.scores(grab(page)[1])) for _ in range(3)]
+            assert max(raw_scores) >= 0.6, raw_scores
         finally:
             browser.close()
