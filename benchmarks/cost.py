@@ -5,8 +5,8 @@ Inputs are real footage, upscaled and re-encoded to H.264 with PyAV before timin
 `MOT17-13-SDP_960x540_h264.mp4` (street filmed from a moving bus, 25 fps; plain upscale). The process is
 then pinned to one CPU with OpenCV, onnxruntime and the decoder/encoder on one thread each, and every frame
 goes decode -> `Anonymizer.process` (YUV path) -> encode. The realtime profile runs inline on its live
-schedule (a full detection every round(fps / detect_hz) frames: 2 at 10 fps, 6 at 25 fps; tracking in
-between; whole-frame sweeps timed by the video's clock), so one core carries all of it.
+schedule (a detection round every round(fps / detect_hz) frames, tracking in between), so one core carries
+all of it.
 
 Reported per clip over >= 200 frames, wall-clock medians and means: decode, motion, detect, track, mask (from
 the anonymizer's own FrameReport timings), other anonymizer overhead, encode (libx264 veryfast/zerolatency,
@@ -39,7 +39,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import shared_data_dir, write_results  # noqa: E402
-from benchmarks.privacy_video import engine_version, video_clock  # noqa: E402
+from benchmarks.privacy_video import engine_version  # noqa: E402
 
 TARGET_MS_720P = 20.0
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -101,7 +101,7 @@ def measure_clip(path: Path, fps: float) -> dict[str, Any]:
     rows: dict[str, list[float]] = {k: [] for k in (*STAGES, "anonymize", "encode")}
     cpu: dict[str, list[float]] = {k: [] for k in ("decode", "anonymize", "encode")}
     detected = 0
-    with video_clock() as clock, av.open(str(path)) as container, tempfile.TemporaryDirectory() as tmp:
+    with av.open(str(path)) as container, tempfile.TemporaryDirectory() as tmp:
         stream = container.streams.video[0]
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
@@ -116,7 +116,6 @@ def measure_clip(path: Path, fps: float) -> dict[str, Any]:
         )
         enc.codec_context.thread_count = 1
         frames = container.decode(stream)
-        index = 0
         try:
             while True:
                 t0, c0 = time.perf_counter(), time.thread_time()
@@ -125,8 +124,6 @@ def measure_clip(path: Path, fps: float) -> dict[str, Any]:
                 except StopIteration:
                     break
                 t1, c1 = time.perf_counter(), time.thread_time()
-                clock.now = index / fps  # the live schedule follows the video's clock, not this machine's
-                index += 1
                 out, report = anonymizer.process(frame)
                 t2, c2 = time.perf_counter(), time.thread_time()
                 for packet in enc.encode(out):

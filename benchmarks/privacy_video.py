@@ -3,8 +3,8 @@
 The clip (`benchmarks.videogen`) puts real WIDER FACE faces, 15–80 px tall, on smooth paths over real CCTV
 footage, about 8–12 at once, and is encoded to H.264 and decoded back, so detection sees real compression.
 Three runs go over the decoded frames through `Anonymizer.process` (the YUV path the relay uses):
-- `realtime`: the realtime profile offline, on its live schedule (a full detection every
-  round(fps / detect_hz) frames, 6 at 25 fps; tracking in between), as fast as frames come: reproducible;
+- `realtime`: the realtime profile offline, on its live schedule (a detection round every
+  round(fps / detect_hz) frames, tracking in between), as fast as frames come: reproducible;
 - `realtime-live`: the realtime profile in live mode (detection on the worker thread, results carried
   forward by optical flow), fed at the clip's real 25 fps: what a camera gets on this machine, load included;
 - `quality`: the offline profile, full detection on every frame.
@@ -20,20 +20,20 @@ Run: `python -m benchmarks.privacy_video [--frames N]`. Writes benchmarks/result
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
+import json
 import statistics
 import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 from benchmarks.videogen import SIZE_BUCKETS, ClipTruth, make_clip, size_bucket
 
 COVERED_SHARE = 0.6
@@ -63,51 +63,22 @@ def changed_mask(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...]) 
     return changed
 
 
-class VideoClock:
-    """Stands in for the engine's `time` module: `monotonic()` reads the video's clock, the rest is real.
-
-    Offline, the engine still times its whole-frame sweeps (`full_sweep_s`) by the wall clock, so on a slow
-    or busy machine it would sweep far more often per second of video than a live camera does. Driving it
-    by the frames' timestamps gives the live schedule whatever the speed of the machine."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-@contextlib.contextmanager
-def video_clock() -> Iterator[VideoClock]:
-    import blur.anonymizer as engine
-
-    clock = VideoClock()
-    saved = engine.time
-    engine.time = clock  # type: ignore[assignment]
-    try:
-        yield clock
-    finally:
-        engine.time = saved
-
-
 def engine_version() -> str:
-    """The commit the engine was measured at, `+modified` when blur/ had uncommitted changes."""
+    """The last commit that touched blur/, and a digest of the engine's source as measured (the file-command
+    modules excepted), so results can be matched to the exact engine even between commits."""
     root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted((root / "blur").rglob("*.py")):
+        if path.name not in ("cli.py", "media.py"):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        log = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", "blur"], cwd=root, capture_output=True, text=True
         )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "blur"], cwd=root, capture_output=True, text=True
-        )
+        commit = log.stdout.strip() or "unknown"
     except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+modified" if dirty.stdout.strip() else "")
+        commit = "unknown"
+    return f"{commit} (source {digest.hexdigest()[:12]})"
 
 
 def detect_every(fps: float) -> int:
@@ -131,7 +102,8 @@ def make_anonymizer(variant: str, fps: float) -> Any:
     return Anonymizer(profile=variant, live=False)
 
 
-def run_profile(truth: ClipTruth, profile: str) -> dict[str, Any]:
+def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -> dict[str, Any]:
+    max_frames = len(truth.frames) if max_frames is None else max_frames
     anonymizer = make_anonymizer(profile, truth.fps)
     paced = profile == "realtime-live"
     start = time.perf_counter()
@@ -144,12 +116,11 @@ def run_profile(truth: ClipTruth, profile: str) -> dict[str, Any]:
     failsafe_frames = 0
     detected_frames = 0
     false_change: list[float] = []
-    clock_ctx = contextlib.nullcontext(None) if paced else video_clock()
     try:
-        with clock_ctx as clock, av.open(str(truth.path)) as container:
+        with av.open(str(truth.path)) as container:
             for index, frame in enumerate(container.decode(container.streams.video[0])):
-                if clock is not None:
-                    clock.now = index / truth.fps
+                if index >= max_frames:
+                    break
                 if paced:  # a camera delivers frames on its clock; a late frame is not waited for
                     delay = start + index / truth.fps - time.perf_counter()
                     if delay > 0:
@@ -210,6 +181,25 @@ def run_profile(truth: ClipTruth, profile: str) -> dict[str, Any]:
     for b in buckets.values():
         b["uncovered_share"] = b["uncovered"] / b["face_frames"] if b["face_frames"] else None
 
+    # Which kinds of movement get missed: by path kind and by speed (face heights per second).
+    tracks = {t.track_id: t for t in truth.tracks}
+
+    def speed_label(track_id: int) -> str:
+        v = tracks[track_id].speed
+        return "< 1 face/s" if v < 1 else ("1-3 face/s" if v < 3 else ">= 3 face/s")
+
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_speed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for track_id, entries in per_track.items():
+        for key, table in ((tracks[track_id].kind, by_kind), (speed_label(track_id), by_speed)):
+            table[key][0] += len(entries)
+            table[key][1] += sum(not c for _, c, _ in entries)
+
+    def shares(table: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+        return {
+            k: {"face_frames": n, "uncovered": u, "uncovered_share": u / n} for k, (n, u) in table.items()
+        }
+
     total = sum(len(e) for e in per_track.values())
     uncovered = sum(not c for e in per_track.values() for _, c, _ in e)
     longest = max(track_runs.values(), default=0)
@@ -222,6 +212,8 @@ def run_profile(truth: ClipTruth, profile: str) -> dict[str, Any]:
         "tracks_with_run_over_1": sum(r > 1 for r in track_runs.values()),
         "longest_run_per_track": {str(k): v for k, v in sorted(track_runs.items())},
         "per_size": buckets,
+        "per_path_kind": shares(by_kind),
+        "per_speed": shares(by_speed),
         "failsafe_frames": failsafe_frames,
         "failsafe_share": failsafe_frames / len(frame_ms) if frame_ms else None,
         "detected_frames": detected_frames,
@@ -268,11 +260,33 @@ def plot(results: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
+def _earlier_runs(data: dict[str, Any], rerun: list[str]) -> dict[str, Any]:
+    path = RESULTS_DIR / "privacy_video.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("clip") != data["clip"] or old.get("engine") != data["engine"]:
+        print("  --merge: earlier results came from another clip or engine; not kept", flush=True)
+        return {}
+    return {k: v for k, v in old.get("profiles", {}).items() if k not in rerun}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=400, help="clip length in frames (default 400, 16 s)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--profiles", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--quality-frames",
+        type=int,
+        default=None,
+        help="run the slow quality profile on the first N frames only (default: the whole clip)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other runs of the existing results file if made from the same clip and engine",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="privacy-video-") as tmp:
@@ -289,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             "engine": engine_version(),
             "profiles": {},
         }
+        if args.merge:
+            data["profiles"] = _earlier_runs(data, args.profiles)
         for profile in args.profiles:
-            res = run_profile(truth, profile)
+            limit = args.quality_frames if profile == "quality" else None
+            res = run_profile(truth, profile, limit)
             data["profiles"][profile] = res
             print(
                 f"{profile}: {res['uncovered']}/{res['face_frames']} face-frames uncovered "

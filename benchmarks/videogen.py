@@ -55,6 +55,7 @@ class Track:
     size0: float  # face height in px at the start
     size1: float  # ... and at the end
     kind: str  # "crossing", "curved" or "appearing"
+    speed: float  # face heights per second along the path
 
     def state(self, frame: int) -> tuple[float, float, float] | None:
         """Face centre (x, y) and height at `frame`, or None when the track is not live."""
@@ -167,9 +168,8 @@ def make_tracks(
         # Big faces come from big crops where possible, so upscaling stays modest.
         pool = large if max(size0, size1) > 50 and large else crops
         crop = pool[int(rng.integers(len(pool)))]
-        speed = (
-            float(math.exp(rng.uniform(math.log(0.4), math.log(8.0)))) * size0 / fps
-        )  # face heights/s -> px/frame
+        heights_per_s = float(math.exp(rng.uniform(math.log(0.4), math.log(8.0))))
+        speed = heights_per_s * size0 / fps  # px per frame
         kind = str(rng.choice(["crossing", "curved", "appearing"], p=[0.5, 0.3, 0.2]))
         duration = int(rng.integers(40, 320))
         length = speed * duration
@@ -202,6 +202,7 @@ def make_tracks(
             size0=size0,
             size1=size1,
             kind=kind,
+            speed=heights_per_s,
         )
 
     for frame in range(n_frames):
