@@ -16,8 +16,12 @@ import numpy as np
 
 from blur.geometry import iou_matrix
 
-_LK = {"winSize": (15, 15), "maxLevel": 3,
-       "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
+# Frame to frame, motion is small: a light pyramid is enough (~5x cheaper). Carrying a live result over
+# many frames needs the deeper one.
+_LK_NEAR = {"winSize": (11, 11), "maxLevel": 2,
+            "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05)}
+_LK_FAR = {"winSize": (15, 15), "maxLevel": 4,
+           "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
 
 
 @dataclass
@@ -28,7 +32,8 @@ class Track:
     misses: int = 0   # detection results in a row that looked here and did not confirm it
 
 
-def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float) -> np.ndarray:
+def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float, far: bool = False,
+               ) -> np.ndarray:
     """Move each box by the median flow of a small grid of points inside it. `scale` maps full-frame
     pixels to pixels of the grey images."""
     if len(boxes) == 0 or prev is cur:
@@ -42,7 +47,7 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
                 pts.append((x, y))
                 owner.append(i)
     p0 = np.asarray(pts, dtype=np.float32).reshape(-1, 1, 2)
-    p1, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **_LK)
+    p1, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **(_LK_FAR if far else _LK_NEAR))
     owner_a = np.asarray(owner)
     ok = status.reshape(-1).astype(bool)
     delta = (p1 - p0).reshape(-1, 2) / scale
