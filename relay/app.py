@@ -123,7 +123,8 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "If-Match"],
-                           expose_headers=["Location", "ETag", "Link", "Accept-Patch"])
+                           expose_headers=["Location", "ETag", "Link", "Accept-Patch", "X-View-Mode",
+                                           "X-View-Purpose", "X-View-Expires"])
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:

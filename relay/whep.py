@@ -256,7 +256,28 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
     if decision.expires_at is not None:
         headers["X-View-Expires"] = decision.expires_at.isoformat()
+    links = ice_server_links(sessions.settings)
+    if links:
+        headers["Link"] = links
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
+
+
+def ice_server_links(settings: RelaySettings) -> str:
+    """STUN/TURN servers for the viewer, as WHEP `Link: <url>; rel="ice-server"` values. TURN credentials
+    go only to viewers just authorized, which is what they are for."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for server in settings.ice_servers:
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username and server.credential:
+                link += (f"; username={quoted(server.username)}; credential={quoted(server.credential)}"
+                         '; credential-type="password"')
+            out.append(link)
+    return ", ".join(out)
 
 
 def _ice_settings(settings: RelaySettings) -> Any:

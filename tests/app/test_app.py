@@ -117,3 +117,16 @@ def test_serve_reports_bad_config_in_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert bad_db.returncode == 2 and "cannot open the postgresql" in bad_db.stderr
     assert "s3cret" not in bad_db.stderr and "Traceback" not in bad_db.stderr
+
+
+def test_whep_advertises_configured_ice_servers() -> None:
+    from relay.whep import ice_server_links
+
+    settings = load_settings(ice_servers=[{"urls": ["stun:stun.city.example:3478"]},
+                                          {"urls": ["turn:turn.city.example:3478?transport=udp"],
+                                           "username": "viewer", "credential": 'pa"ss'}])
+    links = ice_server_links(settings)
+    assert links.startswith('<stun:stun.city.example:3478>; rel="ice-server", ')
+    assert ('<turn:turn.city.example:3478?transport=udp>; rel="ice-server"; username="viewer"; '
+            'credential="pa\\"ss"; credential-type="password"') in links
+    assert ice_server_links(load_settings()) == ""
