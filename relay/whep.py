@@ -17,6 +17,7 @@ is revoked, or the peer goes away, the peer connection and the session are close
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import inspect
@@ -73,6 +74,8 @@ class WhepSessions:
         self.settings = settings
         self.sessions: dict[str, WhepSession] = {}
         self._ended: dict[str, asyncio.Event] = {}
+        # Why recent sessions ended, for their viewers (GET on the session answers 410 with it).
+        self.ended_reasons: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
 
     def add(self, session: WhepSession) -> None:
         self.sessions[session.id] = session
@@ -118,6 +121,9 @@ class WhepSessions:
         if session is None:
             return False
         session.end_reason = reason
+        self.ended_reasons[session_id] = (session.principal.user_id, reason)
+        while len(self.ended_reasons) > 1000:
+            self.ended_reasons.popitem(last=False)
         log.info("session %s on %s ended: %s", session_id, session.camera_id, reason)
         try:
             if session.watchdog is not None and session.watchdog is not asyncio.current_task():
@@ -308,14 +314,35 @@ def _session_for(request: Request, camera_id: str, session_id: str) -> WhepSessi
 
 @router.options("/{camera_id}/sessions/{session_id}", include_in_schema=False)
 async def session_options(camera_id: str, session_id: str) -> Response:
-    return Response(status_code=204, headers={"Allow": "DELETE, OPTIONS"})
+    return Response(status_code=204, headers={"Allow": "GET, DELETE, OPTIONS"})
+
+
+@router.get("/{camera_id}/sessions/{session_id}")
+async def view_status(camera_id: str, session_id: str, request: Request,
+                      principal: SignedIn) -> dict[str, Any]:
+    """Is this session still running? 200 with its terms, or 410 with why it ended (its viewer or an
+    admin only). Not part of WHEP: lets the dashboard say why a picture stopped."""
+    from relay.app import has_permission
+
+    ctx: PolicyContext = request.app.state.policies
+    sessions = _sessions(request)
+    session = sessions.sessions.get(session_id)
+    owner = session.principal.user_id if session else sessions.ended_reasons.get(session_id, (None, ""))[0]
+    if owner is None or (session is not None and session.camera_id != camera_id):
+        raise WhepError(404, "no such session")
+    if owner != principal.user_id and not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
+        raise WhepError(404, "no such session")
+    if session is None:
+        raise WhepError(410, f"the session ended: {sessions.ended_reasons[session_id][1]}")
+    return {"id": session_id, "camera_id": camera_id, "purpose": session.purpose, "mode": session.mode,
+            "connected": session.connected}
 
 
 @router.patch("/{camera_id}/sessions/{session_id}", include_in_schema=False)
 async def session_patch(camera_id: str, session_id: str) -> Response:
     # Candidates are gathered before answering (no trickle ICE); ICE restarts need a new POST.
     return Response('{"detail":"trickle ICE and ICE restart are not supported; POST a new offer"}',
-                    status_code=405, media_type="application/json", headers={"Allow": "DELETE, OPTIONS"})
+                    status_code=405, media_type="application/json", headers={"Allow": "GET, DELETE, OPTIONS"})
 
 
 @router.delete("/{camera_id}/sessions/{session_id}")

@@ -257,8 +257,8 @@ async function openTile(cam, purpose, mode, caseRef) {
   });
   video.addEventListener("playing", () => { tileMessage(tile, "", ""); el.dataset.state = "playing"; });
   pc.addEventListener("connectionstatechange", () => {
-    if (["failed", "closed", "disconnected"].includes(pc.connectionState) && state.tiles.has(key)
-        && el.dataset.state !== "denied") {
+    if (["failed", "disconnected"].includes(pc.connectionState) && state.tiles.has(key)
+        && !["denied", "ended"].includes(el.dataset.state)) {
       tileMessage(tile, "The session ended (authorization expired or revoked, or the connection dropped).", "ended");
     }
   });
@@ -277,6 +277,7 @@ async function openTile(cam, purpose, mode, caseRef) {
       return;
     }
     tile.location = response.headers.get("Location");
+    tile.watch = setInterval(() => watchSession(tile), 2000);
     const mode_ = response.headers.get("X-View-Mode");
     if (mode_) $(".tile-mode", el).textContent = mode_;
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
@@ -286,10 +287,23 @@ async function openTile(cam, purpose, mode, caseRef) {
   }
 }
 
+// The relay ends sessions itself when authorization expires or is revoked: say so, with its reason.
+async function watchSession(tile) {
+  if (!state.tiles.has(tile.key) || !tile.location) { clearInterval(tile.watch); return; }
+  const response = await api(tile.location);
+  if (response.status === 410 || response.status === 404) {
+    clearInterval(tile.watch);
+    tileMessage(tile, response.status === 410 ? await reason(response) : "The session ended.", "ended");
+    tile.location = null;
+    if (tile.pc) tile.pc.close();
+  }
+}
+
 async function closeTile(key) {
   const tile = state.tiles.get(key);
   if (!tile) return;
   state.tiles.delete(key);
+  clearInterval(tile.watch);
   tile.el.remove();
   // End the WHEP session first, so the access log records the viewer's choice, not a dropped peer.
   if (tile.location) await api(tile.location, { method: "DELETE" }).catch(() => {});

@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import httpx
+
 from policies.service import Principal
 from tests.app.conftest import CAMERA, Relay
 from tests.app.faces import FaceProbe
@@ -60,10 +62,17 @@ async def test_raw_needs_a_second_persons_approval_and_stops_on_revocation(relay
         assert len(frames) == 20
         # Raw means raw: every face there to see (the anonymized rendition would score < 0.5).
         assert all(faces.visible(f) for f in frames), [faces.scores(f) for f in frames[:3]]
+        status = httpx.get(relay.base_url + v.location, headers=relay.headers("investigator"))
+        assert status.status_code == 200 and status.json()["mode"] == "raw"
         # Revoked while watching: the stream stops and the session ends, logged with the reason.
         relay.ctx.service.revoke_raw(principal(relay, "approver"), req["id"], "case closed")
         await wait_closed(relay, v.session_id, timeout=4)
         assert await v.ended(timeout=4)
+        # The viewer can learn why (the dashboard shows it); nobody else learns of the session.
+        status = httpx.get(relay.base_url + v.location, headers=relay.headers("investigator"))
+        assert status.status_code == 410 and "authorization ended" in status.json()["detail"]
+        other = httpx.get(relay.base_url + v.location, headers=relay.headers("investigator2"))
+        assert other.status_code == 404
     finally:
         await v.close()
     end = view_end(relay, v.session_id)
