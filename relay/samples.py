@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -35,8 +36,10 @@ DEFAULT_WALKERS = (
 )
 
 
+@lru_cache(maxsize=32)
 def face_patch(height: int) -> np.ndarray:
-    """The astronaut's face with a margin (BGR), scaled so the face box is `height` px tall."""
+    """The astronaut's face (BGR), scaled so the face box is `height` px tall. Cached: callers must not
+    write into it."""
     from skimage import data  # scikit-image ships with the relay's dependencies (via deface)
 
     img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
@@ -76,13 +79,14 @@ def render_frame(
     h, w = frame.shape[:2]
     boxes = []
     for walker in walkers:
-        patch = face_patch(walker.height)
+        patch = face_patch(min(walker.height, h))
         ph, pw = patch.shape[:2]
-        span = w - pw
+        span = max(1, w - pw)
         pos = (walker.x0 + walker.speed * index) % (2 * span)
         x = int(pos if pos <= span else 2 * span - pos)
-        frame[walker.y : walker.y + ph, x : x + pw] = patch
-        boxes.append((x, walker.y, x + pw, walker.y + ph))
+        y = min(walker.y, h - ph)  # walkers placed for 720p still fit a smaller frame
+        frame[y : y + ph, x : x + pw] = patch
+        boxes.append((x, y, x + pw, y + ph))
     return frame, boxes
 
 
@@ -98,7 +102,10 @@ def write_sample(
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
+        # One slice per frame: multi-slice streams arrive torn through the looping RTSP server.
+        stream.options = {
+            "preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "threads": "1"
+        }
         stream.codec_context.time_base = Fraction(1, fps)
         for i in range(int(seconds * fps)):
             img, boxes = render_frame(background, i)
