@@ -132,5 +132,11 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe
             time.sleep(1.5)
             raw_scores = [max(faces.scores(grab(page)[1])) for _ in range(3)]
             assert max(raw_scores) >= 0.6, raw_scores
+            # Revoked while on screen: the tile stops and says why.
+            approver = relay.ctx.auth.authenticate(relay.token("approver"))
+            (req,) = [r for r in relay.ctx.service.list_raw(approver) if r["case_ref"] == "TPE-2026-0777"]
+            relay.ctx.service.revoke_raw(approver, req["id"], "case closed")
+            expect(page.locator(f"{TILE} .message")).to_contain_text("authorization ended", timeout=10_000)
+            assert page.locator(TILE).get_attribute("data-state") == "ended"
         finally:
             browser.close()
