@@ -10,7 +10,7 @@ class AnonymizerConfig:
     # Detector.
     detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
     device: str = "cpu"
-    threshold: float = 0.1                # low on purpose: a false mask costs little, a missed face a lot
+    threshold: float = 0.09               # low on purpose: a false mask costs little, a missed face a lot
     # Whole-frame detection: the frame is upscaled by each factor, as far as `max_detect_pixels` (after
     # upscaling) allows per pass; larger factors find smaller faces.
     scales: tuple[float, ...] = (1.0, 2.0)
@@ -23,7 +23,7 @@ class AnonymizerConfig:
     zoom_grow: tuple[float, float] = (8.0, 4.8)
     zoom_max_pixels: int = 1_500_000      # all zoom regions of one round together, after upscaling
     # Masking. Detector boxes are tighter than a head (hair, chin), hence the margin and the extra height.
-    margin: float = 1.5                   # box scale around a small detection (1.0 = the face box)
+    margin: float = 1.4                   # box scale around a small detection (1.0 = the face box)
     margin_large: float = 1.2             # ...and around one at least `large_px` high
     large_px: float = 24.0
     vertical: float = 1.3                 # extra height factor on top of the margin

@@ -150,6 +150,17 @@ def test_live_mode_fails_closed_when_the_detector_stalls_and_recovers():
     sleeper.release.set()
 
 
+def test_live_mode_fails_closed_when_the_detector_raises():
+    img, face = scene(200, 100)
+    with Anonymizer(EXACT.with_(detect_hz=50.0), detector=FixedBoxDetector([face]), live=True) as anonymizer:
+        assert not _run_live(anonymizer, img, 5.0, until=lambda r: not r.failsafe)[-1][1].failsafe
+        anonymizer.replace_detector(RaisingDetector())
+        reports = _run_live(anonymizer, img, 5.0, until=lambda r: r.reason is not None)
+    out, last = reports[-1]
+    assert last.failsafe and last.reason == "detector error: RuntimeError: model file corrupt"
+    assert changed_share(img, out, (0, 0, 640, 360)) > 0.8
+
+
 def test_live_mode_fails_closed_when_detection_falls_behind():
     img, face = scene(200, 100)
 
