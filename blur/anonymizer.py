@@ -184,7 +184,7 @@ class Anonymizer:
         if cfg.track:
             self._tracker.step(self._prev_small, small, sscale, frame)
         else:  # boxes hold only on the frame they were detected on
-            self._tracker.tracks = [t for t in self._tracker.tracks if t.last_seen == frame - 1]
+            self._tracker.clear()
         timings["track"] = (time.perf_counter() - t1) * 1000
 
         t2 = time.perf_counter()
@@ -194,17 +194,22 @@ class Anonymizer:
             pass
         elif self.live:
             detected, failsafe = self._live_step(planes, small, sscale, now, frame, w, h)
-        elif frame % max(1, cfg.detect_every) == 0:
+        elif frame % max(1, cfg.detect_every) != 0 and self._error is None:
+            pass
+        else:  # a detection frame, or every frame while the detector is failing
             regions = self._plan(now, w, h)
             try:
                 dets = self._run(self._detector, _rgb_of(planes), regions)
             except Exception as exc:
-                failsafe = f"detector error: {type(exc).__name__}: {exc}"[:200]
+                # Stays failed closed until a detection succeeds again, not just for this frame.
+                self._error = f"detector error: {type(exc).__name__}: {exc}"[:200]
             else:
+                self._error = None
                 self._tracker.update(dets, frame, regions)
                 detected = True
                 if regions is None:
                     self._last_full = now
+            failsafe = self._error
             if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
                 failsafe = failsafe or "behind budget"
         timings["detect"] = (time.perf_counter() - t2) * 1000
@@ -228,7 +233,7 @@ class Anonymizer:
         base = planes[0] if len(planes) == 3 else cv2.cvtColor(planes[0], cv2.COLOR_BGR2GRAY)
         h, w = base.shape[:2]
         if w <= _SMALL_WIDTH:
-            return np.ascontiguousarray(base), 1.0
+            return base.copy(), 1.0  # a copy: the Y plane is masked in place later
         s = _SMALL_WIDTH / w
         # Linear, not area: area resampling at a non-integer ratio costs ~40x more on a 720p plane.
         return cv2.resize(base, (_SMALL_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR), s

@@ -102,6 +102,11 @@ def test_fails_closed_when_the_detector_raises():
     assert "\n" not in report.reason
     assert changed_share(img, out, (0, 0, 640, 360)) > 0.8  # the whole frame, not just the face
     assert changed_share(img, out, face) > 0.9
+    # Between detection frames too, until a detection succeeds again.
+    anonymizer.config = anonymizer.config.with_(detect_every=5)
+    assert all(anonymizer.process_bgr(img)[1].failsafe for _ in range(3))
+    anonymizer.replace_detector(FixedBoxDetector([face]))
+    assert not anonymizer.process_bgr(img)[1].failsafe
 
 
 def _run_live(anonymizer, img, seconds, until=None):
