@@ -24,9 +24,9 @@ class AnonymizerConfig:
     zoom_max_pixels: int = 1_500_000      # all zoom regions of one round together, after upscaling
     # Masking. Detector boxes are tighter than a head (hair, chin), hence the margin and the extra height.
     margin: float = 1.4                   # box scale around a small detection (1.0 = the face box)
-    margin_large: float = 1.2             # ...and around one at least `large_px` high
+    margin_large: float = 1.15            # ...and around one at least `large_px` high
     large_px: float = 24.0
-    vertical: float = 1.3                 # extra height factor on top of the margin
+    vertical: float = 1.35                # extra height factor on top of the margin
     shape: str = "ellipse"                # "ellipse" | "box"
     crowd_neighbors: int = 0              # > 0: a face with this many others nearby is "in a crowd"...
     crowd_radius: float = 4.0             # ...nearby = within this many face heights...
