@@ -282,7 +282,7 @@ def main() -> int:
     # The difference means something only if the probe kept up with the camera (on a starved machine its
     # own decode falls behind and builds a backlog, which the relay's drop-oldest pipeline does not).
     probe_ok = cam_decode["p50"] < cam_screen["p50"]
-    decode_screen = ({k: cam_screen[k] - cam_decode[k] for k in ("p50", "p95")} if probe_ok
+    decode_screen = ({k: round(cam_screen[k] - cam_decode[k], 1) for k in ("p50", "p95")} if probe_ok
                      else {"p50": None, "p95": None})
     read_rate = len(screen) / max(shown["presented"], 1)
     result = {
