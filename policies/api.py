@@ -91,7 +91,7 @@ def _get(s: Any, section: str, ident: str) -> Any:
 
 
 def _save(request: Request, who: Principal, section: str, item: BaseModel, create: bool) -> BaseModel:
-    """Create or replace one record: checked against the database, committed, then logged."""
+    """Create or replace one record: checked against the database, then committed with its log entry."""
     ctx = _ctx(request)
     key = getattr(item, files.KEYS[section])
     try:
@@ -107,10 +107,10 @@ def _save(request: Request, who: Principal, section: str, item: BaseModel, creat
                 s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users", env=False
             )
             out = _out(section, _get(s, section, key))
+            if change is not None:
+                files.log_changes(ctx.audit, who.username, who.roles, [change], source="api", session=s)
     except files.PolicyFileError as exc:
         raise _fail(exc) from None
-    if change is not None:
-        files.log_changes(ctx.audit, who.username, who.roles, [change], source="api")
     return out
 
 
@@ -136,11 +136,11 @@ def _delete(request: Request, who: Principal, section: str, ident: str) -> None:
             if why := _referenced(s, section, ident):
                 raise HTTPException(409, detail=f"{kind} {ident!r} {why}")
             change = files.delete(s, section, ident)
+            if change is not None:
+                files.log_changes(ctx.audit, who.username, who.roles, [change], source="api", session=s)
     except IntegrityError:
         # View sessions and raw-view requests refer to it: history stays, so disable instead.
         raise HTTPException(409, detail=f"{kind} {ident!r} has access history; disable it instead") from None
-    if change is not None:
-        files.log_changes(ctx.audit, who.username, who.roles, [change], source="api")
 
 
 def _crud(section: str, path: str, body_in: type[BaseModel], body_out: type[BaseModel], tag: str) -> None:

@@ -206,6 +206,9 @@ class AuditLog:
         """Append inside the caller's transaction, so the evidence commits or rolls back together with
         the change it records. Holds the log's write lock until that transaction ends: keep it short."""
         fields = _fields(kind, actor, roles, camera_id, purpose, mode, decision, reason, details)
+        # Pending changes go first: the log's lock is taken last, so a writer holding it never waits
+        # for a row lock (no lock-order deadlocks on PostgreSQL).
+        session.flush()
         conn = session.connection()
         if self.db.is_sqlite:
             # Any write takes SQLite's single writer lock; a no-op update of the head takes it before we read.

@@ -135,8 +135,8 @@ class Authenticator:
             if self._hasher.check_needs_rehash(user.password_hash or ""):
                 user.password_hash = self._hasher.hash(password)
             user_id = user.id
-        self.audit.append("auth.login", actor=username, roles=roles, decision="allow",
-                          details={"method": "password", "client": client})
+            self.audit.append_in(s, "auth.login", actor=username, roles=roles, decision="allow",
+                                 details={"method": "password", "client": client})
         return self.issue_token(user_id)
 
     def issue_token(self, user_id: int) -> str:

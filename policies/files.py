@@ -1,12 +1,13 @@
 """Policy files: validate, import (create-or-update, all or nothing) and export YAML, and the record
 changes the admin API shares with import. Every change is logged as `policy.change` with before/after
-(secrets redacted).
+(secrets redacted), in the transaction that makes it.
 
 Errors name `file:line: field: problem`: YAML node marks map each value's path to its line, and pydantic
 error locations (and our cross-reference checks) are looked up in that map."""
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
@@ -333,9 +334,18 @@ def delete(session: Session, section: str, ident: str) -> Change | None:
     return Change(KIND[section], str(getattr(obj, key)), "delete", before, None)
 
 
-def log_changes(audit: Any, actor: str, roles: Sequence[str], changes: Iterable[Change], source: str) -> None:
+def log_changes(
+    audit: Any,
+    actor: str,
+    roles: Sequence[str],
+    changes: Iterable[Change],
+    source: str,
+    session: Session | None = None,
+) -> None:
+    """Log each change; pass the `session` that made them so they and their entries commit together."""
     for ch in changes:
-        audit.append(
+        write = audit.append if session is None else functools.partial(audit.append_in, session)
+        write(
             "policy.change",
             actor=actor,
             roles=roles,
@@ -379,7 +389,7 @@ def apply(
     create_only: bool = False,
     source: str | None = None,
 ) -> list[Change]:
-    """Import in one transaction: every record or none. Logged after it commits."""
+    """Import in one transaction: every record or none, each change logged in that transaction."""
     changes: list[Change] = []
     with db.session() as s:
         check_references(loaded, s)
@@ -393,7 +403,7 @@ def apply(
                     raise PolicyFileError([f"{where}{exc}"]) from None
                 if ch is not None:
                     changes.append(ch)
-    log_changes(audit, actor, roles, changes, source or ",".join(loaded.files))
+        log_changes(audit, actor, roles, changes, source or ",".join(loaded.files), session=s)
     return changes
 
 

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from policies import engine  # noqa: E402
@@ -281,23 +281,25 @@ class PolicyService:
             decision = self._decide(
                 s, user, roles, camera_id, purpose, mode, case_ref, grant, new_session=True
             )
-        self.audit.append(
-            "view.request",
-            actor=principal.username,
-            roles=[r.name for r in roles],
-            camera_id=camera_id[:64],
-            purpose=purpose[:64],
-            mode=str(mode)[:16],
-            decision="allow" if decision.allowed else "deny",
-            reason=decision.reason,
-            details={
-                "client": client,
-                "case_ref": case_ref,
-                "rule_id": decision.rule_id,
-                "raw_request_id": decision.raw_request_id,
-                "expires_at": decision.expires_at.isoformat() if decision.expires_at else None,
-            },
-        )
+            # Logged in the same transaction as what it records: evidence and effect commit together.
+            self.audit.append_in(
+                s,
+                "view.request",
+                actor=principal.username,
+                roles=[r.name for r in roles],
+                camera_id=camera_id[:64],
+                purpose=purpose[:64],
+                mode=str(mode)[:16],
+                decision="allow" if decision.allowed else "deny",
+                reason=decision.reason,
+                details={
+                    "client": client,
+                    "case_ref": case_ref,
+                    "rule_id": decision.rule_id,
+                    "raw_request_id": decision.raw_request_id,
+                    "expires_at": decision.expires_at.isoformat() if decision.expires_at else None,
+                },
+            )
         return decision
 
     def open_session(
@@ -307,6 +309,21 @@ class PolicyService:
             raise Forbidden(f"no session without an allowing decision: {decision.reason}")
         session_id = secrets.token_urlsafe(18)
         now = self._now()
+        details = {
+            "session_id": session_id,
+            "client": client,
+            "rule_id": decision.rule_id,
+            "expires_at": decision.expires_at.isoformat(),
+        }
+        entry = {
+            "actor": principal.username,
+            "roles": principal.roles,
+            "camera_id": camera_id,
+            "purpose": purpose,
+            "mode": decision.mode,
+            "decision": "allow",
+            "reason": decision.reason,
+        }
         with self.db.session() as s:
             s.add(
                 ViewSession(
@@ -323,35 +340,10 @@ class PolicyService:
                     roles=list(principal.roles),
                 )
             )
-        details = {
-            "session_id": session_id,
-            "client": client,
-            "rule_id": decision.rule_id,
-            "expires_at": decision.expires_at.isoformat(),
-        }
-        self.audit.append(
-            "view.start",
-            actor=principal.username,
-            roles=principal.roles,
-            camera_id=camera_id,
-            purpose=purpose,
-            mode=decision.mode,
-            decision="allow",
-            reason=decision.reason,
-            details=details,
-        )
-        if decision.mode == "raw":
-            self.audit.append(
-                "raw.use",
-                actor=principal.username,
-                roles=principal.roles,
-                camera_id=camera_id,
-                purpose=purpose,
-                mode="raw",
-                decision="allow",
-                reason=decision.reason,
-                details={**details, "raw_request_id": decision.raw_request_id},
-            )
+            self.audit.append_in(s, "view.start", **entry, details=details)
+            if decision.mode == "raw":
+                raw_details = {**details, "raw_request_id": decision.raw_request_id}
+                self.audit.append_in(s, "raw.use", **entry, details=raw_details)
         return session_id
 
     def check_session(self, session_id: str) -> Decision:
@@ -387,30 +379,32 @@ class PolicyService:
     def close_session(self, session_id: str, reason: str) -> None:
         now = self._now()
         with self.db.session() as s:
+            # Conditional update: of two concurrent closes exactly one ends the session and logs it.
+            ended = s.execute(
+                update(ViewSession)
+                .where(ViewSession.id == session_id, ViewSession.ended_at.is_(None))
+                .values(ended_at=now, end_reason=reason[:200])
+            )
+            if ended.rowcount != 1:
+                return  # unknown, or closed already: closing twice is harmless and logged once
             vs = s.get(ViewSession, session_id)
-            if vs is None or vs.ended_at is not None:
-                return  # closing twice is harmless and logged once
-            vs.ended_at, vs.end_reason = now, reason[:200]
+            assert vs is not None
             user = s.get(User, vs.user_id)
-            actor = user.username if user else str(vs.user_id)
-            started = as_utc(vs.started_at)
-            entry = {
-                "camera_id": vs.camera_id,
-                "purpose": vs.purpose,
-                "mode": vs.mode,
-                "roles": list(vs.roles),
-            }
-        self.audit.append(
-            "view.end",
-            actor=actor,
-            reason=reason,
-            **entry,
-            details={
-                "session_id": session_id,
-                "duration_s": round((now - started).total_seconds(), 3),
-                "raw_request_id": vs.raw_request_id,
-            },
-        )
+            self.audit.append_in(
+                s,
+                "view.end",
+                actor=user.username if user else str(vs.user_id),
+                reason=reason,
+                camera_id=vs.camera_id,
+                purpose=vs.purpose,
+                mode=vs.mode,
+                roles=list(vs.roles),
+                details={
+                    "session_id": session_id,
+                    "duration_s": round((now - as_utc(vs.started_at)).total_seconds(), 3),
+                    "raw_request_id": vs.raw_request_id,
+                },
+            )
 
     def camera_runtime(self, camera_id: str) -> CameraRuntime | None:
         """Source settings with `${ENV}` credentials resolved. A camera whose credentials cannot be
@@ -550,8 +544,11 @@ class PolicyService:
         reason: str,
         camera_id: str | None = None,
         purpose: str | None = None,
+        session: Session | None = None,
         **details: Any,
     ) -> None:
+        """Log a raw-view step: inside `session` when it records a change made there (so both commit
+        together); alone for a refusal, whose transaction has rolled back."""
         if req is not None:
             camera_id, purpose = req["camera_id"], req["purpose"]
             details = {
@@ -560,17 +557,20 @@ class PolicyService:
                 "case_ref": req["case_ref"],
                 **details,
             }
-        self.audit.append(
-            kind,
-            actor=actor.username,
-            roles=actor.roles,
-            camera_id=camera_id,
-            purpose=purpose,
-            mode="raw",
-            decision=decision,
-            reason=reason,
-            details=details,
-        )
+        entry: dict[str, Any] = {
+            "actor": actor.username,
+            "roles": actor.roles,
+            "camera_id": camera_id,
+            "purpose": purpose,
+            "mode": "raw",
+            "decision": decision,
+            "reason": reason,
+            "details": details,
+        }
+        if session is not None:
+            self.audit.append_in(session, kind, **entry)
+        else:
+            self.audit.append(kind, **entry)
 
     def request_raw(
         self, principal: Principal, camera_id: str, purpose: str, case_ref: str, justification: str = ""
@@ -614,6 +614,15 @@ class PolicyService:
                 s.add(req)
                 s.flush()
                 doc = self._raw_doc(s, req)
+                self._log_raw(
+                    "raw.request",
+                    principal,
+                    doc,
+                    "allow",
+                    "awaiting approval",
+                    session=s,
+                    justification=justification,
+                )
         except PolicyError as exc:
             self._log_raw(
                 "raw.request",
@@ -626,9 +635,6 @@ class PolicyService:
                 case_ref=case_ref,
             )
             raise
-        self._log_raw(
-            "raw.request", principal, doc, "allow", "awaiting approval", justification=justification
-        )
         return doc
 
     def _decide_request(
@@ -642,6 +648,14 @@ class PolicyService:
         try:
             with self.db.session() as s:
                 user, roles = self._rights(s, actor)
+                # Lock the request before reading it (a no-op update locks the row on PostgreSQL and the
+                # database on SQLite), so two approvers cannot both act on the same pending request.
+                s.execute(
+                    update(RawViewRequest)
+                    .where(RawViewRequest.id == request_id)
+                    .values(status=RawViewRequest.status)
+                    .execution_options(synchronize_session=False)
+                )
                 req = s.get(RawViewRequest, request_id)
                 if req is None:
                     raise NotFound(f"unknown raw-view request {request_id!r}")
@@ -649,19 +663,20 @@ class PolicyService:
                 reason = change(s, user, roles, req)
                 s.flush()
                 after = self._raw_doc(s, req)
+                self._log_raw(
+                    kind,
+                    actor,
+                    after,
+                    "allow",
+                    reason,
+                    session=s,
+                    status=after["status"],
+                    expires_at=after["expires_at"].isoformat() if after["expires_at"] else None,
+                )
         except PolicyError as exc:
-            # A refused or stale action is evidence too; expiry found on the way is committed above.
+            # A refused or stale action is evidence too (its transaction changed nothing).
             self._log_raw(kind, actor, doc, "deny", str(exc))
             raise
-        self._log_raw(
-            kind,
-            actor,
-            after,
-            "allow",
-            reason,
-            status=after["status"],
-            expires_at=after["expires_at"].isoformat() if after["expires_at"] else None,
-        )
         return after
 
     def approve_raw(self, approver: Principal, request_id: str, minutes: int | None = None) -> dict[str, Any]:
