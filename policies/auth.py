@@ -94,7 +94,8 @@ class Authenticator:
         # Without a configured secret tokens only live as long as this process (and only work in it).
         self._secret = settings.token_secret or secrets.token_urlsafe(32)
         self._hasher = PasswordHasher()
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy_hash: str | None = None  # made on first use: hashing costs most of a second
+        self._dummy_lock = threading.Lock()
         self._jwks = _Jwks(settings.oidc_jwks_url) if settings.oidc_jwks_url else None
 
     # -- passwords -----------------------------------------------------------------------------------
@@ -104,9 +105,17 @@ class Authenticator:
             raise AuthError("password must be at least 8 characters", status=400)
         return self._hasher.hash(password)
 
+    def dummy_hash(self) -> str:
+        """A hash of a random password with the real accounts' parameters: unknown users are checked
+        against it, so how long a login takes does not tell who has an account."""
+        with self._dummy_lock:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+            return self._dummy_hash
+
     def verify_password(self, password_hash: str | None, password: str) -> bool:
         try:
-            matched = self._hasher.verify(password_hash or self._dummy_hash, password)
+            matched = self._hasher.verify(password_hash or self.dummy_hash(), password)
             return matched and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False

@@ -61,8 +61,12 @@ def log_text(ctx: PolicyContext) -> str:
 def test_password_hashing(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'hash.db'}")  # hashing is the same whatever the database
     auth = Authenticator(PolicySettings(database_url=db.url), db, AuditLog(db))
+    assert auth._dummy_hash is None  # nothing hashed at start (it costs most of a second)
     digest = auth.hash_password(PASSWORD)
     assert digest.startswith("$argon2id$") and PASSWORD not in digest
+    # Unknown users are checked against a hash as costly as a real account's.
+    params = digest.rsplit("$", 2)[0]
+    assert auth.dummy_hash().rsplit("$", 2)[0] == params and auth.dummy_hash() != digest
     assert auth.verify_password(digest, PASSWORD)
     assert not auth.verify_password(digest, PASSWORD + "!")
     assert not auth.verify_password(None, PASSWORD)
