@@ -130,3 +130,30 @@ def test_whep_advertises_configured_ice_servers() -> None:
     assert ('<turn:turn.city.example:3478?transport=udp>; rel="ice-server"; username="viewer"; '
             'credential="pa\\"ss"; credential-type="password"') in links
     assert ice_server_links(load_settings()) == ""
+
+
+def test_demo_setup_users_camera_and_fresh_passwords(tmp_path: Path) -> None:
+    from policies.auth import AuthError
+    from relay.demo import CAMERA_ID, DEMO_USERS, banner, prepare
+
+    setup, ctx = prepare(tmp_path, "rtsp://127.0.0.1:8554/street", host="127.0.0.1", port=8080)
+    try:
+        text = banner(setup)
+        assert "http://127.0.0.1:8080/" in text
+        for name in DEMO_USERS:
+            assert name in text and setup.passwords[name] in text
+        investigator = ctx.auth.authenticate(ctx.auth.login("investigator", setup.passwords["investigator"]))
+        (cam,) = ctx.service.cameras_for(investigator)
+        assert cam["id"] == CAMERA_ID and cam["raw_purposes"] == ["criminal_investigation"]
+        first = setup.passwords["operator"]
+    finally:
+        ctx.db.dispose()
+    # A second start issues new passwords: the old ones stop working.
+    setup2, ctx2 = prepare(tmp_path, "rtsp://127.0.0.1:8554/street", host="127.0.0.1", port=8080)
+    try:
+        assert setup2.passwords["operator"] != first
+        with pytest.raises(AuthError):
+            ctx2.auth.login("operator", first)
+        ctx2.auth.login("operator", setup2.passwords["operator"])
+    finally:
+        ctx2.db.dispose()
