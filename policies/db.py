@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +34,27 @@ class Database:
         """A unit of work: commits on success, rolls back on error."""
         with self._sessions() as s, s.begin():
             yield s
+
+    def on_commit(self, models: tuple[type, ...], callback: Callable[[], None]) -> None:
+        """Call `callback` after any unit of work of this database commits a change (ORM add, edit or
+        delete) to an instance of one of `models`: how in-process caches learn they are stale."""
+        key = ("changed", id(callback))
+
+        def flushed(session: Session, _ctx: Any) -> None:
+            touched = (*session.new, *session.dirty, *session.deleted)
+            if any(isinstance(obj, models) for obj in touched):
+                session.info[key] = True
+
+        def committed(session: Session) -> None:
+            if session.info.pop(key, False):
+                callback()
+
+        def rolled_back(session: Session, _previous: Any) -> None:
+            session.info.pop(key, None)
+
+        event.listen(self._sessions, "after_flush", flushed)
+        event.listen(self._sessions, "after_commit", committed)
+        event.listen(self._sessions, "after_soft_rollback", rolled_back)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -53,6 +53,8 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 import urllib.parse  # noqa: E402
 from collections.abc import Callable, Iterable  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
@@ -69,6 +71,7 @@ from policies.models import (  # noqa: E402
     Role,
     Rule,
     User,
+    UserRole,
     ViewSession,
     as_utc,
     utcnow,
@@ -166,6 +169,45 @@ def expand_env(
     return ENV_REF.sub(sub, value)
 
 
+class RuleCache:
+    """The enabled rules' facts, shared by the running-session checks (each viewer's every second).
+    A commit that changes rules in this process drops them at once; changes made elsewhere (another
+    worker, the command line, plain SQL) show within `ttl_s`."""
+
+    def __init__(
+        self, db: Database, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._facts: list[engine.RuleFacts] | None = None
+        self._loaded_at = 0.0
+        self._generation = 0
+        self._lock = threading.Lock()
+        db.on_commit((Rule,), self.invalidate)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._facts = None
+            self._generation += 1
+
+    def get(self, s: Session) -> list[engine.RuleFacts]:
+        with self._lock:
+            if self._facts is not None and self.clock() - self._loaded_at < self.ttl_s:
+                return self._facts
+            generation = self._generation
+        loaded_at = self.clock()
+        facts = enabled_rules(s)
+        with self._lock:
+            if generation == self._generation:  # no change committed while we read: keep them
+                self._facts, self._loaded_at = facts, loaded_at
+        return facts
+
+
+def enabled_rules(s: Session) -> list[engine.RuleFacts]:
+    return [rule_facts(r) for r in s.scalars(select(Rule).where(Rule.enabled.is_(True)))]
+
+
 class PolicyService:
     def __init__(
         self,
@@ -179,6 +221,7 @@ class PolicyService:
         self.settings = settings
         self.clock = clock
         self.tz = ZoneInfo(settings.timezone)
+        self.rules = RuleCache(db)
 
     # -- facts ---------------------------------------------------------------------------------------
 
@@ -207,7 +250,6 @@ class PolicyService:
     ) -> engine.Decision:
         cam = s.get(Camera, camera_id)
         purpose = s.get(Purpose, purpose_id)
-        rules = [rule_facts(r) for r in s.scalars(select(Rule).where(Rule.enabled.is_(True)))]
         return engine.decide(
             engine.Request(
                 roles=[engine.RoleFacts(r.name, r.can_view) for r in roles],
@@ -218,7 +260,7 @@ class PolicyService:
                 mode=mode,
                 now=self._now(),
                 tz=self.tz,
-                rules=rules,
+                rules=enabled_rules(s),
                 user_active=user is not None and user.active,
                 case_ref=case_ref,
                 raw_grant=self._grant(grant),
@@ -347,23 +389,77 @@ class PolicyService:
         return session_id
 
     def check_session(self, session_id: str) -> Decision:
+        """Re-decide a running session (the relay asks every second per viewer): the session, its user,
+        the roles that user holds, camera, purpose and raw grant come in one query; rules from the cache.
+        Expiry, revocation, a disabled user or camera, a removed role or rule all end it."""
+        stmt = (
+            select(
+                ViewSession,
+                User.active,
+                Camera.id.label("camera"),
+                Camera.purposes,
+                Camera.district,
+                Camera.tags,
+                Camera.enabled,
+                Purpose.id.label("purpose"),
+                Purpose.allows_raw,
+                RawViewRequest,
+                Role.name.label("role"),
+                Role.can_view,
+            )
+            .outerjoin(User, User.id == ViewSession.user_id)
+            .outerjoin(Camera, Camera.id == ViewSession.camera_id)
+            .outerjoin(Purpose, Purpose.id == ViewSession.purpose)
+            .outerjoin(RawViewRequest, RawViewRequest.id == ViewSession.raw_request_id)
+            .outerjoin(UserRole, UserRole.user_id == ViewSession.user_id)
+            .outerjoin(Role, Role.name == UserRole.role_name)
+            .where(ViewSession.id == session_id)
+        )
         with self.db.session() as s:
-            vs = s.get(ViewSession, session_id)
-            if vs is None:
+            rows = s.execute(stmt).all()
+            if not rows:
                 return Decision(allowed=False, mode="anonymized", reason="unknown session")
+            first = rows[0]
+            vs: ViewSession = first.ViewSession
             mode: Mode = "raw" if vs.mode == "raw" else "anonymized"
             if vs.ended_at is not None:
                 return Decision(allowed=False, mode=mode, reason=f"session ended: {vs.end_reason}")
             expires = as_utc(vs.expires_at)
-            if self._now() >= expires:
+            now = self._now()
+            if now >= expires:
                 return Decision(allowed=False, mode=mode, reason="session expired")
-            user = s.get(User, vs.user_id)
-            roles = self._roles(s, user, vs.roles)
-            grant = s.get(RawViewRequest, vs.raw_request_id) if vs.raw_request_id else None
-            case_ref = grant.case_ref if grant else None
-            d = self._decide(
-                s, user, roles, vs.camera_id, vs.purpose, mode, case_ref, grant, new_session=False
+            rules = self.rules.get(s)
+        grant: RawViewRequest | None = first.RawViewRequest
+        claimed = set(vs.roles)
+        # Roles held now: those the session was granted under that the user still holds.
+        roles = sorted({(r.role, r.can_view) for r in rows if r.role is not None and r.role in claimed})
+        d = engine.decide(
+            engine.Request(
+                roles=[engine.RoleFacts(name, bool(can_view)) for name, can_view in roles],
+                camera=engine.CameraFacts(
+                    id=first.camera,
+                    purposes=frozenset(first.purposes or ()),
+                    district=first.district or "",
+                    tags=frozenset(first.tags or ()),
+                    enabled=bool(first.enabled),
+                )
+                if first.camera is not None
+                else None,
+                camera_id=vs.camera_id,
+                purpose=engine.PurposeFacts(first.purpose, bool(first.allows_raw))
+                if first.purpose is not None
+                else None,
+                purpose_id=vs.purpose,
+                mode=mode,
+                now=now,
+                tz=self.tz,
+                rules=rules,
+                user_active=bool(first.active),
+                case_ref=grant.case_ref if grant else None,
+                raw_grant=self._grant(grant),
+                new_session=False,
             )
+        )
         if not d.allowed:
             return d
         new_expiry = min(expires, d.expires_at) if d.expires_at else expires
@@ -456,7 +552,7 @@ class PolicyService:
             user = s.get(User, principal.user_id)
             roles = [engine.RoleFacts(r.name, r.can_view) for r in self._roles(s, user, principal.roles)]
             purposes = {p.id: engine.PurposeFacts(p.id, p.allows_raw) for p in s.scalars(select(Purpose))}
-            rules = [rule_facts(r) for r in s.scalars(select(Rule).where(Rule.enabled.is_(True)))]
+            rules = enabled_rules(s)
             for cam in s.scalars(select(Camera).where(Camera.enabled.is_(True)).order_by(Camera.id)):
                 facts = camera_facts(cam)
                 allowed, raw = [], []

@@ -5,11 +5,12 @@ everything of it in the access log."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from policies.context import PolicyContext
+from policies.db import Database
 from policies.files import LoadedPolicy, PolicyDocument, apply, delete
-from policies.models import AuditEntry, Camera, User
+from policies.models import AuditEntry, Camera, Rule, User
 from policies.schemas import CameraIn
 from policies.service import Conflict, Forbidden, NotFound, PolicyError, Principal
 from tests.policies.conftest import Clock
@@ -224,3 +225,41 @@ def test_camera_runtime_resolves_secrets_only_for_the_relay(
     assert "source_url" not in listed[0] and "s3cr" not in repr(listed)
     assert svc.cameras_for(people["auditor"]) == []
     assert [c["purposes"] for c in svc.cameras_for(people["dashboard_viewer"])] == [["public_safety"]]
+
+
+def test_running_session_check_is_one_query_and_notices_rule_changes_elsewhere(
+    context: PolicyContext, people: dict[str, Principal], camera: str, clock: Clock
+) -> None:
+    svc, op = context.service, people["police_operator"]
+    d = svc.authorize_view(op, camera, "public_safety")
+    sid = svc.open_session(op, camera, "public_safety", d)
+    ticks = [0.0]
+    svc.rules.clock = lambda: ticks[0]
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(context.db.engine, "before_cursor_execute", count)
+    try:
+        assert svc.check_session(sid).allowed  # cold: the session's facts, then the rules
+        assert len(statements) == 2
+        for _ in range(3):
+            assert svc.check_session(sid).allowed
+        assert len(statements) == 5  # warm: one query per check
+    finally:
+        event.remove(context.db.engine, "before_cursor_execute", count)
+
+    # Another worker (its own connection pool, no shared memory) disables the rule: seen once the
+    # cached rules are older than their time to live.
+    other = Database(context.db.url)
+    with other.session() as s:
+        s.get(Rule, "police-anonymized").enabled = False  # type: ignore[union-attr]
+    other.dispose()
+    assert svc.check_session(sid).allowed
+    ticks[0] += svc.rules.ttl_s
+    assert svc.check_session(sid).reason.startswith("no rule grants role police_operator")
+    # A change committed here is seen at once.
+    with context.db.session() as s:
+        s.get(Rule, "police-anonymized").enabled = True  # type: ignore[union-attr]
+    assert svc.check_session(sid).allowed
