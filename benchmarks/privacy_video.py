@@ -114,6 +114,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
     faces_per_frame: list[int] = []
     frame_ms: list[float] = []
     failsafe_frames = 0
+    failsafe_timeline: list[int] = []
     detected_frames = 0
     false_change: list[float] = []
     try:
@@ -132,6 +133,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
                 after = _planes(out)
                 changed = changed_mask(before, after)
                 failsafe_frames += int(bool(report.failsafe))
+                failsafe_timeline.append(int(bool(report.failsafe)))
                 detected_frames += int(bool(getattr(report, "detected", False)))
                 faces = counted[index] if index < len(counted) else []
                 missed = 0
@@ -188,10 +190,14 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         v = tracks[track_id].speed
         return "< 1 face/s" if v < 1 else ("1-3 face/s" if v < 3 else ">= 3 face/s")
 
+    occlusion = {0: "none", 1: "partial", 2: "heavy"}
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_speed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_occlusion: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for track_id, entries in per_track.items():
-        for key, table in ((tracks[track_id].kind, by_kind), (speed_label(track_id), by_speed)):
+        occ = occlusion.get(tracks[track_id].crop.attributes.get("occlusion", -1), "unknown")
+        keys = ((tracks[track_id].kind, by_kind), (speed_label(track_id), by_speed), (occ, by_occlusion))
+        for key, table in keys:
             table[key][0] += len(entries)
             table[key][1] += sum(not c for _, c, _ in entries)
 
@@ -199,6 +205,28 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         return {
             k: {"face_frames": n, "uncovered": u, "uncovered_share": u / n} for k, (n, u) in table.items()
         }
+
+    # The faces missed most, to look at: which crop, how it moved, how long it stayed unmasked.
+    ranked = sorted(per_track, key=lambda k: -sum(not c for _, c, _ in per_track[k]))
+    worst_tracks = []
+    for track_id in ranked[:8]:
+        entries, track = per_track[track_id], tracks[track_id]
+        missed = sum(not c for _, c, _ in entries)
+        if not missed:
+            break
+        worst_tracks.append(
+            {
+                "track": track_id,
+                "uncovered": missed,
+                "face_frames": len(entries),
+                "longest_run": track_runs[track_id],
+                "height_px": [round(min(e[2] for e in entries)), round(max(e[2] for e in entries))],
+                "kind": track.kind,
+                "speed_face_heights_per_s": round(track.speed, 2),
+                "source": track.crop.source,
+                "wider_attributes": track.crop.attributes,
+            }
+        )
 
     total = sum(len(e) for e in per_track.values())
     uncovered = sum(not c for e in per_track.values() for _, c, _ in e)
@@ -214,6 +242,8 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         "per_size": buckets,
         "per_path_kind": shares(by_kind),
         "per_speed": shares(by_speed),
+        "per_wider_occlusion": shares(by_occlusion),
+        "worst_tracks": worst_tracks,
         "failsafe_frames": failsafe_frames,
         "failsafe_share": failsafe_frames / len(frame_ms) if frame_ms else None,
         "detected_frames": detected_frames,
@@ -223,6 +253,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         "meets_target": bool(total and uncovered / total <= TARGET_UNCOVERED and longest <= TARGET_MAX_RUN),
         "timeline_uncovered": uncovered_per_frame,
         "timeline_faces": faces_per_frame,
+        "timeline_failsafe": failsafe_timeline,
     }
 
 
@@ -238,9 +269,8 @@ def plot(results: dict[str, dict[str, Any]]) -> Any:
     for i, (profile, res) in enumerate(results.items()):
         shares = [100 * (res["per_size"][lb]["uncovered_share"] or 0) for lb in labels]
         xs = np.arange(len(labels)) + (i - (len(results) - 1) / 2) * width
-        ax_bar.bar(
-            xs, shares, width, label=f"{profile} ({100 * (res['uncovered_share'] or 0):.2f} % overall)"
-        )
+        label = f"{profile} ({100 * (res['uncovered_share'] or 0):.2f} % overall, {res['frames']} frames)"
+        ax_bar.bar(xs, shares, width, label=label)
     ax_bar.axhline(100 * TARGET_UNCOVERED, color="red", linestyle="--", linewidth=1, label="target 0.5 %")
     ax_bar.set_xticks(np.arange(len(labels)), labels)
     ax_bar.set_xlabel("face height")
@@ -251,7 +281,19 @@ def plot(results: dict[str, dict[str, Any]]) -> Any:
     first = next(iter(results.values()))
     ax_time.plot(first["timeline_faces"], color="0.75", linewidth=1, label="faces scored in frame")
     for profile, res in results.items():
-        ax_time.plot(res["timeline_uncovered"], linewidth=1, label=f"{profile}: faces uncovered")
+        line = ax_time.plot(res["timeline_uncovered"], linewidth=1, label=f"{profile}: faces uncovered")[0]
+        failsafe = np.asarray(res.get("timeline_failsafe", []), dtype=bool)
+        if failsafe.any():
+            ax_time.fill_between(
+                np.arange(len(failsafe)),
+                0,
+                0.4,
+                where=failsafe,
+                color=line.get_color(),
+                alpha=0.3,
+                step="mid",
+                label=f"{profile}: failsafe (whole frame masked)",
+            )
     ax_time.set_xlabel("frame (25 fps)")
     ax_time.set_ylabel("faces")
     ax_time.legend(fontsize=8, loc="upper right")

@@ -39,6 +39,7 @@ class FaceCrop:
     image: np.ndarray  # BGR crop: the face plus context around it
     box: tuple[float, float, float, float]  # face box inside the crop: x, y, w, h (pixels of `image`)
     source: str  # WIDER image file it was cut from
+    attributes: dict[str, int] = field(default_factory=dict)  # WIDER's occlusion, pose, blur, illumination
 
 
 @dataclass
@@ -137,7 +138,8 @@ def load_face_crops(
                 min(big.shape[1], math.ceil(x + w + mx)),
                 min(big.shape[0], math.ceil(y + h + my)),
             )
-            crops.append(FaceCrop(big[y0:y1, x0:x1].copy(), (x - x0, y - y0, w, h), entry["file"]))
+            attrs = {k: int(attrs[k]) for k in ("occlusion", "pose", "blur", "illumination")}
+            crops.append(FaceCrop(big[y0:y1, x0:x1].copy(), (x - x0, y - y0, w, h), entry["file"], attrs))
     if not crops:
         raise FileNotFoundError(f"no face crops found under {root}")
     return crops
