@@ -324,10 +324,20 @@ class AuditLog:
 
     # -- retention -----------------------------------------------------------------------------------
 
+    def _cutoff(self, now: dt.datetime | None) -> dt.datetime:
+        return _utc(now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=self.retention_days)
+
+    def retention_due(self, now: dt.datetime | None = None) -> bool:
+        """Whether apply_retention would remove anything: the oldest entry is past retention_days.
+        One indexed query, so a scheduler may ask often and apply retention only when due."""
+        with self.db.engine.connect() as conn:
+            oldest = conn.execute(select(func.min(AuditEntry.ts))).scalar()
+        return oldest is not None and _utc(oldest) < self._cutoff(now)
+
     def apply_retention(self, now: dt.datetime | None = None) -> int:
         """Remove entries older than retention_days; record where the retained chain now starts (a
         checkpoint row plus an "audit.retention" entry). Returns the number of entries removed."""
-        cutoff = _utc(now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=self.retention_days)
+        cutoff = self._cutoff(now)
         with self._locked() as conn:
             last_old = conn.execute(select(func.max(AuditEntry.seq)).where(AuditEntry.ts < cutoff)).scalar()
             if last_old is None:

@@ -217,8 +217,12 @@ def test_retention_keeps_the_chain_verifiable(db: Database) -> None:
     log = AuditLog(db, signing_key=KEY, retention_days=30)
     fill(log, 5)
     entries = log.query()
+    assert not log.retention_due()
     # Pretend it is 30 days after entry 4 was written: entries 1-3 are past retention.
-    removed = log.apply_retention(now=entries[3].ts + dt.timedelta(days=30))
+    later = entries[3].ts + dt.timedelta(days=30)
+    assert log.retention_due(now=later)
+    removed = log.apply_retention(now=later)
+    assert not log.retention_due(now=later)
     assert removed == 3
     kept = log.query()
     assert [e.seq for e in kept] == [4, 5, 6]
