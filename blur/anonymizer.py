@@ -7,6 +7,7 @@ behind, frames leave fully masked."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import numpy as np
 from blur import maskers
 from blur.detectors.base import Detector, empty_boxes, make_detector
 from blur.geometry import crowd_factor, grow, to_int_boxes
-from blur.motion import MotionMap, detection_regions, head_bands
+from blur.motion import MotionMap, detection_regions, head_bands, unverified
 from blur.profiles import AnonymizerConfig, get_profile
 from blur.search import search, search_regions, zoom
 from blur.tracking import Tracker, flow_boxes
@@ -45,6 +46,7 @@ class _Job:
     small: np.ndarray              # grey copy at the detection frame, for carrying results forward
     regions: list[tuple[int, int, int, int]] | None  # None: whole frame
     generation: int
+    blobs: np.ndarray              # moving blobs at the detection frame: what this round looks at
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Anonymizer:
         self._tracker = Tracker(self.config.track_persist, self.config.track_pad / 3)
         self._motion = MotionMap() if (self.config.motion_gating or self.config.motion_mask) else None
         self._blobs = np.zeros((0, 4), np.float32)
+        self._verified = np.zeros((0, 4), np.float32)  # blobs the newest applied detection round looked at
         self._prev_small: np.ndarray | None = None
         self._frame = -1
         self._static_cache: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -276,6 +279,8 @@ class Anonymizer:
             parts.append(grow(boxes, fx, fy))
         if cfg.motion_mask and len(self._blobs):
             parts.append(head_bands(self._blobs))
+        elif self.live and cfg.guard_new_motion and len(self._blobs):
+            parts.append(unverified(self._blobs, self._verified))
         return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
 
     def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
@@ -322,11 +327,15 @@ class Anonymizer:
             else:
                 self._error = None
                 dets = result.dets
+                lag = now - result.job.captured
                 if len(dets) and cfg.track and result.job.small.shape == small.shape:
                     moved = flow_boxes(result.job.small, small, dets[:, :4], sscale, far=True)
                     dets = np.concatenate([moved, dets[:, 4:5]], axis=1)
                 self._tracker.update(dets, frame, result.job.regions)
-                self._last_fresh = result.job.captured
+                if lag <= cfg.max_carry_s:
+                    # Older results still update the tracks, but only a recent one vouches for the frame.
+                    self._last_fresh = result.job.captured
+                    self._verified = result.job.blobs
                 if result.job.regions is None:
                     self._last_full = result.job.captured
                 detected = True
@@ -339,9 +348,11 @@ class Anonymizer:
                     # Nothing moved: nothing new to look at; the tracks stand and the result is fresh.
                     self._tracker.update(empty_boxes(), frame, [])
                     self._last_fresh = now
+                    self._verified = self._blobs
                     self._last_submit = now
                 else:
-                    self._job = _Job(frame, now, [p.copy() for p in planes], small, regions, self._generation)
+                    self._job = _Job(frame, now, [p.copy() for p in planes], small, regions, self._generation,
+                                     self._blobs)
                     self._job_started = now
                     self._last_submit = now
                     self._wake.notify_all()
@@ -365,6 +376,13 @@ class Anonymizer:
         self._worker.start()
 
     def _work(self, generation: int) -> None:
+        with self._lock:
+            detector = self._detector
+        if detector is not None:
+            # The first inference of a session is several times slower: pay it before frames wait on it.
+            # A broken detector reports itself on the first real job.
+            with contextlib.suppress(Exception):
+                detector.detect(np.zeros((64, 64, 3), np.uint8))
         while True:
             with self._lock:
                 while (not self._closed and generation == self._generation

@@ -56,3 +56,21 @@ def detection_regions(blobs: np.ndarray, width: int, height: int, pad: float = 0
     b[:, 2] += w * pad
     b[:, 1] -= h * pad
     return merge_regions(to_int_boxes(b, width, height))
+
+
+def unverified(blobs: np.ndarray, verified: np.ndarray, reach: float = 0.5) -> np.ndarray:
+    """Blobs that overlap none of the blobs the newest detection round looked at (each grown by `reach` of
+    its size, since people move between rounds): a person who just appeared, whom no detector has seen.
+    They are masked whole until a round looks at them, so a face is never shown before it was searched."""
+    if len(verified) == 0:
+        return blobs.astype(np.float32, copy=True)
+    v = verified.astype(np.float32, copy=True)
+    gw, gh = (v[:, 2] - v[:, 0]) * reach, (v[:, 3] - v[:, 1]) * reach
+    v[:, 0] -= gw
+    v[:, 2] += gw
+    v[:, 1] -= gh
+    v[:, 3] += gh
+    b = blobs.astype(np.float32)
+    overlap = ((b[:, None, 0] < v[None, :, 2]) & (b[:, None, 2] > v[None, :, 0])
+               & (b[:, None, 1] < v[None, :, 3]) & (b[:, None, 3] > v[None, :, 1]))
+    return b[~overlap.any(axis=1)]

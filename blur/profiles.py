@@ -45,6 +45,9 @@ class AnonymizerConfig:
     track_pad: float = 0.15               # extra box padding per frame of track age (fraction of size)
     # Fail closed.
     max_result_age_s: float = 2.5         # live: newest applied detection may be at most this old
+    max_carry_s: float = 0.8              # live: a result from an older frame is not carried forward as
+                                          # fresh (flow cannot follow that far): fail closed instead
+    guard_new_motion: bool = True         # live: mask moving blobs no detection round has looked at yet
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
     extras: dict[str, float] = field(default_factory=dict)
