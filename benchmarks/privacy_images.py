@@ -147,7 +147,7 @@ def _figure(results: dict):
     ax.set_ylim(0, 1)
     ax.axhline(0.95, color="grey", lw=0.5, ls="--")
     ax.set_title("Faces protected by face height (WIDER val, 416x416, 100 images)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

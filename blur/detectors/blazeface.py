@@ -4,10 +4,14 @@ CCTV view it finds almost none of the faces under ~60 px: kept as a reference an
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 
 from blur.detectors.base import empty_boxes
+
+# mediapipe 0.10.14 calls a deprecated protobuf API on every frame; the warning says nothing to our users.
+warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
 
 
 class BlazeFaceDetector:
