@@ -47,6 +47,7 @@ class _Job:
     regions: list[tuple[int, int, int, int]] | None  # None: whole frame
     generation: int
     blobs: np.ndarray              # moving blobs at the detection frame: what this round looks at
+    first: bool = False            # the engine's first round
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Anonymizer:
         else:  # a detection frame, or every frame while the detector is failing
             regions = self._plan(now, w, h)
             try:
-                dets = self._run(self._detector, _rgb_of(planes), regions)
+                dets = self._run(self._detector, _rgb_of(planes), regions, first=self._rounds == 1)
             except Exception as exc:
                 # Stays failed closed until a detection succeeds again, not just for this frame.
                 self._error = f"detector error: {type(exc).__name__}: {exc}"[:200]
@@ -254,7 +255,10 @@ class Anonymizer:
         return detection_regions(self._blobs, w, h)
 
     def _run(self, detector: Detector, rgb: np.ndarray, regions: list[tuple[int, int, int, int]] | None,
-             ) -> np.ndarray:
+             first: bool = True) -> np.ndarray:
+        """One detection round. `first`: the first round of this engine (a still image has only that one)
+        zooms with the full budget; later sweeps with a smaller one, since tracks keep what earlier
+        rounds found."""
         cfg = self.config
         if regions is None:
             found = search(detector, rgb, cfg.scales, cfg.max_detect_pixels, cfg.union_merge)
@@ -263,7 +267,10 @@ class Anonymizer:
         else:
             found = search_regions(detector, rgb, regions, cfg.motion_scale, cfg.motion_max_pixels)
         # Between sweeps the zoom shares the (small) motion budget, so a round stays short.
-        budget = cfg.zoom_max_pixels if regions is None else cfg.motion_max_pixels
+        if regions is not None:
+            budget = cfg.motion_max_pixels
+        else:
+            budget = cfg.zoom_max_pixels if first else cfg.zoom_video_max_pixels
         return zoom(detector, rgb, found, cfg.zoom_scale, cfg.zoom_small_px, cfg.zoom_grow, budget,
                     cfg.union_merge)
 
@@ -352,7 +359,7 @@ class Anonymizer:
                     self._last_submit = now
                 else:
                     self._job = _Job(frame, now, [p.copy() for p in planes], small, regions, self._generation,
-                                     self._blobs)
+                                     self._blobs, first=self._rounds == 1)
                     self._job_started = now
                     self._last_submit = now
                     self._wake.notify_all()
@@ -397,7 +404,8 @@ class Anonymizer:
             error = None
             dets = empty_boxes()
             try:
-                dets = self._run(detector, _rgb_of(job.planes), job.regions) if detector else empty_boxes()
+                dets = (self._run(detector, _rgb_of(job.planes), job.regions, job.first) if detector
+                        else empty_boxes())
             except Exception as exc:
                 error = f"detector error: {type(exc).__name__}: {exc}"[:200]
             with self._lock:

@@ -21,7 +21,8 @@ class AnonymizerConfig:
     zoom_scale: float = 4.0
     zoom_small_px: float = 30.0
     zoom_grow: tuple[float, float] = (8.0, 4.8)
-    zoom_max_pixels: int = 1_500_000      # all zoom regions of one round together, after upscaling
+    zoom_max_pixels: int = 1_500_000      # all zoom regions of the first round together, after upscaling
+    zoom_video_max_pixels: int = 500_000  # ...and of each later sweep (video: tracks keep earlier finds)
     # Masking. Detector boxes are tighter than a head (hair, chin), hence the margin and the extra height.
     margin: float = 1.4                   # box scale around a small detection (1.0 = the face box)
     margin_large: float = 1.15            # ...and around one at least `large_px` high
@@ -34,7 +35,7 @@ class AnonymizerConfig:
     # Video: how often detection runs and how boxes are carried between detections.
     detect_every: int = 1                 # offline: detect every N frames
     detect_hz: float = 2.0                # live: detection rounds per second on the worker thread
-    full_sweep_s: float = 3.0             # whole-frame round at least this often (people standing still);
+    full_sweep_s: float = 5.0             # whole-frame round at least this often (people standing still);
                                           # offline (detect_every) counted as full_sweep_s * detect_hz rounds
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
     motion_scale: float = 2.0             # ...upscaled by this...
@@ -62,7 +63,7 @@ PROFILES: dict[str, AnonymizerConfig] = {
     # Offline: every frame, more scales, larger passes; cost is not the concern.
     "quality": AnonymizerConfig(
         scales=(1.0, 2.0, 3.0, 4.0), max_detect_pixels=4_000_000, zoom_scale=6.0,
-        zoom_max_pixels=6_000_000, detect_every=1,
+        zoom_max_pixels=6_000_000, zoom_video_max_pixels=6_000_000, detect_every=1,
         motion_gating=False, frame_budget_ms=None,
     ),
 }
