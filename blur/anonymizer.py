@@ -20,7 +20,7 @@ import numpy as np
 from blur import maskers
 from blur.detectors.base import Detector, empty_boxes, make_detector
 from blur.geometry import crowd_factor, grow, to_int_boxes
-from blur.motion import MotionMap, detection_regions, head_bands, unverified
+from blur.motion import MotionMap, detection_regions, head_bands, unexplained, unverified
 from blur.profiles import AnonymizerConfig, get_profile
 from blur.search import search, search_regions, zoom
 from blur.tracking import Tracker, flow_boxes
@@ -287,7 +287,9 @@ class Anonymizer:
         if cfg.motion_mask and len(self._blobs):
             parts.append(head_bands(self._blobs))
         elif self.live and cfg.guard_new_motion and len(self._blobs):
+            faces = parts[0] if parts else np.zeros((0, 4), np.float32)
             parts.append(unverified(self._blobs, self._verified))
+            parts.append(unexplained(self._blobs, faces))
         return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
 
     def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:

@@ -74,3 +74,21 @@ def unverified(blobs: np.ndarray, verified: np.ndarray, reach: float = 0.5) -> n
     overlap = ((b[:, None, 0] < v[None, :, 2]) & (b[:, None, 2] > v[None, :, 0])
                & (b[:, None, 1] < v[None, :, 3]) & (b[:, None, 3] > v[None, :, 1]))
     return b[~overlap.any(axis=1)]
+
+
+def unexplained(blobs: np.ndarray, faces: np.ndarray, band: float = 0.6, inside: float = 0.5) -> np.ndarray:
+    """Head regions (upper `band` of each moving blob) that hold no face mask: at least `inside` of some
+    mask box must lie within the band. Catches tracks that drifted off a walking face between detection
+    rounds (the live detector lags the video) and people whose faces the detector missed; a person whose
+    face is tracked costs nothing extra."""
+    bands = blobs.astype(np.float32, copy=True)
+    bands[:, 3] = bands[:, 1] + (bands[:, 3] - bands[:, 1]) * band
+    if len(faces) == 0:
+        return bands
+    f = faces.astype(np.float32)
+    b = bands[:, None, :]
+    ix = np.clip(np.minimum(b[..., 2], f[None, :, 2]) - np.maximum(b[..., 0], f[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(b[..., 3], f[None, :, 3]) - np.maximum(b[..., 1], f[None, :, 1]), 0, None)
+    area = np.maximum((f[:, 2] - f[:, 0]) * (f[:, 3] - f[:, 1]), 1e-6)
+    explained = ((ix * iy) / area[None, :] >= inside).any(axis=1)
+    return bands[~explained]
