@@ -9,6 +9,7 @@ step from the frame they were computed on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -58,6 +59,16 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
     return out
 
 
+def _area(b: np.ndarray | Sequence[float]) -> float:
+    return max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1]))
+
+
+def _overlap(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return float(w * h) if w > 0 and h > 0 else 0.0
+
+
 class Tracker:
     def __init__(self, persist: int = 2, pad_per_frame: float = 0.05) -> None:
         self.persist = persist
@@ -88,11 +99,25 @@ class Tracker:
                 self.tracks[ti].score = float(dets[di, 4])
                 self.tracks[ti].last_seen = frame
                 self.tracks[ti].misses = 0
+        # A detection lying mostly inside a track it does not match by IoU (a face cut by a region border,
+        # or found again at another scale) confirms that track, which grows to cover both.
+        for di in range(len(boxes)):
+            if di in matched_det or not self.tracks:
+                continue
+            b = boxes[di]
+            inside = [_overlap(t.box, b) / max(1e-6, min(_area(t.box), _area(b))) for t in self.tracks]
+            ti = int(np.argmax(inside))
+            if inside[ti] >= 0.6:
+                t = self.tracks[ti]
+                t.box = np.asarray([min(t.box[0], b[0]), min(t.box[1], b[1]), max(t.box[2], b[2]),
+                                    max(t.box[3], b[3])], np.float32)
+                t.last_seen, t.misses = frame, 0
+                matched_det.add(di)
         for t in self.tracks:
             if t.last_seen == frame:
                 continue
-            cx, cy = (t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2
-            if regions is None or any(x1 <= cx < x2 and y1 <= cy < y2 for x1, y1, x2, y2 in regions):
+            # Missed only where the detector saw the whole box: a region that cuts a face proves nothing.
+            if regions is None or any(_overlap(t.box, r) >= 0.8 * _area(t.box) for r in regions):
                 t.misses += 1
         self.tracks = [t for t in self.tracks if t.misses <= self.persist]
         for di in range(len(boxes)):

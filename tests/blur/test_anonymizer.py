@@ -245,3 +245,19 @@ def test_bad_arguments_are_clear_errors():
         Anonymizer(profile="fastest")
     with pytest.raises(ValueError, match="BGR"):
         Anonymizer(FAST.with_(detector="none")).process_bgr(np.zeros((10, 10), np.uint8))
+
+
+def test_motion_gated_rounds_keep_a_still_face_and_follow_a_moving_one(centerface):
+    # After the first whole-frame sweep, rounds look only where something moved: a face standing still
+    # must stay masked (its track is neither confirmed nor aged there), the moving one must be followed.
+    cfg = FAST.with_(motion_gating=True, full_sweep_s=1000.0, detect_every=1)
+    anonymizer = Anonymizer(cfg, detector=centerface)
+    still_portrait = scene(430, 120)[0][120:320, 430:600]
+    for i in range(20):
+        img, moving = scene(10 + i * 6, 60)
+        img[120:320, 430:600] = still_portrait
+        still = (430 + 41, 120 + 38, 430 + 130, 120 + 158)
+        out, report = anonymizer.process_bgr(img)
+        assert report.detected and not report.failsafe
+        assert changed_share(img, out, inner(still)) > 0.9, i
+        assert changed_share(img, out, inner(moving)) > 0.9, i
