@@ -62,10 +62,13 @@ def write_clip(path: Path, seconds: float = 4.0) -> None:
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(FPS), "bf": "0",
                           "threads": "1"}
         stream.codec_context.time_base = Fraction(1, FPS)
-        for i in range(int(seconds * FPS)):
+        # Forth then back: the server loops the file, and a loop must not teleport the walkers (a face
+        # appearing from nowhere is the engine's known gap until its next detection round; see blur/README).
+        n = int(seconds * FPS / 2)
+        for pts, i in enumerate([*range(n), *range(n - 1, 0, -1)]):
             img, _ = render_frame(background, i, WALKERS)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            frame.pts, frame.time_base = pts, Fraction(1, FPS)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 
