@@ -7,7 +7,6 @@ import datetime as dt
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -34,18 +33,12 @@ PG_BIN = _pg_bin()
 
 @dataclass
 class PostgresServer:
-    host: str
+    socket_dir: str  # the server listens only on a unix socket in this private directory
     port: int
     user: str
 
     def url(self, dbname: str) -> str:
-        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return f"postgresql+psycopg://{self.user}@/{dbname}?host={self.socket_dir}&port={self.port}"
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -55,11 +48,13 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A throwaway PostgreSQL 15 cluster on loopback; its unix socket lives in its own temp dir."""
+    """A throwaway PostgreSQL 15 cluster reached only through a unix socket in its own temp dir. No TCP
+    port: a port found free and released could be taken (e.g. as another connection's ephemeral port)
+    before the server binds it, and concurrent test runs would compete for ports."""
     root = Path(tempfile.mkdtemp(prefix="cctv-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", 5432  # the port only names the socket file in this directory
     superuser = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
     subprocess.run(
         _as_postgres(
@@ -81,7 +76,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     # Durability is pointless for a throwaway cluster; turning it off keeps the suite quick.
     opts = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        f"-p {port} -k {root} -c listen_addresses='' -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off"
     )
     subprocess.run(
@@ -104,7 +99,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, superuser)
+        yield PostgresServer(str(root), port, superuser)
     finally:
         subprocess.run(
             _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
