@@ -25,12 +25,16 @@ def detect_scaled(detector: Detector, rgb: np.ndarray, scale: float) -> np.ndarr
 
 
 def usable_scales(width: int, height: int, scales: Sequence[float], max_pixels: int) -> list[float]:
-    """The requested scales that fit the pixel budget; if none does, the one scale that just fits."""
+    """The requested scales, each lowered to what the pixel budget allows; near-duplicates (within 10 %)
+    dropped. A larger frame thus still gets its largest affordable upscale instead of none."""
     area = max(1, width * height)
-    fit = [s for s in scales if area * s * s <= max_pixels]
-    if not fit:
-        fit = [float(np.sqrt(max_pixels / area))]
-    return fit
+    cap = float(np.sqrt(max_pixels / area))
+    out: list[float] = []
+    for s in sorted(scales):
+        fit = min(float(s), cap)
+        if not any(abs(fit - o) <= 0.1 * o for o in out):
+            out.append(fit)
+    return out
 
 
 def search(detector: Detector, rgb: np.ndarray, scales: Sequence[float], max_pixels: int,

@@ -33,5 +33,8 @@ def test_zoom_regions_and_pixel_budget():
     found = np.asarray([[100, 100, 110, 112, 0.9], [10, 10, 60, 70, 0.9]], np.float32)
     regions = zoom_regions(found, 640, 360, 30.0, (8.0, 4.8))
     assert regions == [(65, 77, 145, 135)]  # only around the small face
-    assert usable_scales(416, 416, (1.0, 2.0, 4.0), 1_000_000) == [1.0, 2.0]
-    assert usable_scales(1280, 720, (2.0,), 1_000_000) == [np.sqrt(1_000_000 / (1280 * 720))]
+    assert usable_scales(416, 416, (1.0, 2.0), 1_000_000) == [1.0, 2.0]
+    # 4x does not fit: the largest upscale that does (2.4x) runs instead
+    assert usable_scales(416, 416, (1.0, 2.0, 4.0), 1_000_000) == [1.0, 2.0, np.sqrt(1_000_000 / 416**2)]
+    assert usable_scales(1280, 720, (1.0, 2.0), 1_000_000) == [1.0]  # 1.04x is no different from 1x
+    assert usable_scales(960, 540, (1.0, 2.0), 1_000_000) == [1.0, np.sqrt(1_000_000 / (960 * 540))]
