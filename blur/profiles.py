@@ -11,8 +11,8 @@ class AnonymizerConfig:
     detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
     device: str = "cpu"
     threshold: float = 0.09               # low on purpose: a false mask costs little, a missed face a lot
-    # Whole-frame detection: the frame is upscaled by each factor, as far as `max_detect_pixels` (after
-    # upscaling) allows per pass; larger factors find smaller faces.
+    # Whole-frame detection: one pass per factor, each lowered to fit `max_detect_pixels` (after
+    # upscaling); larger factors find smaller faces.
     scales: tuple[float, ...] = (1.0, 2.0)
     max_detect_pixels: int = 1_000_000
     union_merge: bool = False             # merging passes: the kept box grows over the boxes it replaces
