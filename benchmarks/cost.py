@@ -197,7 +197,8 @@ def plot(clips: dict[str, dict[str, Any]]) -> Any:
     enc = [clips[n]["mean_ms"]["encode"] for n in names]
     ax.bar(xs + 0.18, enc, 0.34, color="0.8", hatch="//", edgecolor="0.5", label="encode (reference)")
     ax.axhline(TARGET_MS_720P, color="red", linestyle="--", linewidth=1, label="720p target (20 ms)")
-    ax.set_xticks(xs, [f"{n}\n{clips[n]['detections_per_frame']:.2f} det/frame" for n in names], fontsize=8)
+    ticks = [f"{n}\n{clips[n]['fps']:g} fps, {clips[n]['detections_per_frame']:.2f} det/frame" for n in names]
+    ax.set_xticks(xs, ticks, fontsize=8)
     ax.set_ylabel("ms per frame, mean over all frames (one core, wall clock)")
     ax.set_title("realtime profile on one core: where the time goes")
     ax.legend(fontsize=8)

@@ -191,12 +191,20 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         return "< 1 face/s" if v < 1 else ("1-3 face/s" if v < 3 else ">= 3 face/s")
 
     occlusion = {0: "none", 1: "partial", 2: "heavy"}
+    blur = {0: "clear", 1: "normal blur", 2: "heavy blur"}
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_speed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_occlusion: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_blur: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for track_id, entries in per_track.items():
         occ = occlusion.get(tracks[track_id].crop.attributes.get("occlusion", -1), "unknown")
-        keys = ((tracks[track_id].kind, by_kind), (speed_label(track_id), by_speed), (occ, by_occlusion))
+        sharp = blur.get(tracks[track_id].crop.attributes.get("blur", -1), "unknown")
+        keys = (
+            (tracks[track_id].kind, by_kind),
+            (speed_label(track_id), by_speed),
+            (occ, by_occlusion),
+            (sharp, by_blur),
+        )
         for key, table in keys:
             table[key][0] += len(entries)
             table[key][1] += sum(not c for _, c, _ in entries)
@@ -243,6 +251,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None) -
         "per_path_kind": shares(by_kind),
         "per_speed": shares(by_speed),
         "per_wider_occlusion": shares(by_occlusion),
+        "per_wider_blur": shares(by_blur),
         "worst_tracks": worst_tracks,
         "failsafe_frames": failsafe_frames,
         "failsafe_share": failsafe_frames / len(frame_ms) if frame_ms else None,
