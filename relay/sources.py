@@ -122,8 +122,10 @@ def plan_open(url: str) -> OpenPlan:
         socket.getaddrinfo(parts.hostname, None)
     except (socket.gaierror, UnicodeError):
         raise SourceError(f"cannot resolve host {parts.hostname!r}") from None
-    # Probe little and do not buffer: a stock open on RTSP took seconds, these options open in ~0.1 s.
-    options = {"probesize": "32768", "analyzeduration": "0", "fflags": "nobuffer", "flags": "low_delay"}
+    # Probe little: a stock open on RTSP took seconds, these options open in ~0.1 s. Not `fflags=nobuffer`:
+    # it throws away the packets read while probing, which are the first slices of the first keyframe, so a
+    # multi-slice camera decoded torn until its next keyframe; keeping them costs no time.
+    options = {"probesize": "32768", "analyzeduration": "0", "flags": "low_delay"}
     target = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
     fmt = None
     if scheme.startswith("rtsp"):
@@ -319,6 +321,11 @@ class Source:
             raise SourceError("the source has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"  # frame threading would add a frame of latency per thread
+        # Cameras (and RTSP servers) may send each slice of a picture as a packet of its own. Without
+        # `chunks` the decoder takes every packet for a whole picture and outputs pictures with the other
+        # slices missing (grey, torn); with it, a picture is output once its last slice is in (no added
+        # latency when a packet holds a whole picture).
+        stream.codec_context.flags2 |= av.codec.context.Flags2.chunks
         period = 1 / float(stream.average_rate or stream.guessed_rate or 25)
         reference: np.ndarray | None = None  # the picture the current run of identical frames started with
         same_since = last_frame_at = time.monotonic()

@@ -73,18 +73,19 @@ def scene_index(i: int, frames: int) -> int:
 
 
 def write_clip(path: Path, *, seconds: float = 4.0, gop: int = FPS, background: np.ndarray | None = None,
-               still: bool = False) -> tuple[list, np.ndarray]:
-    """Encode the test scene; `still`: every frame is frame 0 (a frozen camera)."""
+               still: bool = False, slices: int = 1) -> tuple[list, np.ndarray]:
+    """Encode the test scene; `still`: every frame is frame 0 (a frozen camera); `slices` per picture (x264's
+    sliced threads, as most real cameras send: the RTSP server then sends each keyframe slice as a packet of
+    its own)."""
     background = street_background(WIDTH, HEIGHT) if background is None else background
     truth = []
     fmt = "h264" if path.suffix == ".h264" else None
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        # One slice per frame: the RTSP server's parser stamps each slice NAL as a frame of its own, so
-        # multi-slice pictures (x264's zerolatency threading) arrive torn.
+        threads = f"sliced-threads=1:threads={slices}:slices={slices}" if slices > 1 else "threads=1"
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(gop), "bf": "0", "crf": "18",
-                          "x264-params": "sliced-threads=0:threads=1"}
+                          "x264-params": threads}
         count = int(seconds * FPS)
         for i in range(count):
             img, boxes = render(background, 0 if still else scene_index(i, count))
