@@ -283,7 +283,14 @@ class Anonymizer:
             margin = np.where(boxes[:, 3] - boxes[:, 1] >= cfg.large_px, cfg.margin_large, cfg.margin)
             fx = margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
             fy = margin * pad * cfg.vertical * np.where(crowd, cfg.crowd_grow[1], 1.0)
-            parts.append(grow(boxes, fx, fy))
+            grown = grow(boxes, fx, fy)
+            if self.live and cfg.lead_frames > 0:
+                # Detection lags the video and flow lags a face that turns: a moving face's mask reaches
+                # ahead of (and behind) it by the distance it covers in `lead_frames`.
+                lead = self._tracker.speeds() * cfg.lead_frames
+                grown[:, 0:2] -= lead
+                grown[:, 2:4] += lead
+            parts.append(grown)
         if cfg.motion_mask and len(self._blobs):
             parts.append(head_bands(self._blobs))
         elif self.live and cfg.guard_new_motion and len(self._blobs):

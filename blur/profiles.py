@@ -48,6 +48,7 @@ class AnonymizerConfig:
     max_result_age_s: float = 2.5         # live: newest applied detection may be at most this old
     max_carry_s: float = 0.8              # live: a result from an older frame is not carried forward as
                                           # fresh (flow cannot follow that far): fail closed instead
+    lead_frames: float = 6.0              # live: moving masks reach this many frames of motion each way
     guard_new_motion: bool = True         # live: mask moving blobs no detection round has looked at yet
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked

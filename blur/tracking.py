@@ -31,6 +31,7 @@ class Track:
     score: float
     last_seen: int    # frame index of the last detection that confirmed it
     misses: int = 0   # detection results in a row that looked here and did not confirm it
+    speed: tuple[float, float] = (0.0, 0.0)  # recent |dx|, |dy| per frame (full-frame pixels)
 
 
 def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float, far: bool = False,
@@ -81,6 +82,8 @@ class Tracker:
             return
         moved = flow_boxes(prev, cur, np.stack([t.box for t in self.tracks]), scale)
         for t, b in zip(self.tracks, moved, strict=True):
+            dx, dy = abs(float(b[0] - t.box[0])), abs(float(b[1] - t.box[1]))
+            t.speed = (0.6 * t.speed[0] + 0.4 * dx, 0.6 * t.speed[1] + 0.4 * dy)
             t.box = b
 
     def update(self, dets: np.ndarray, frame: int, regions: list[tuple[int, int, int, int]] | None = None,
@@ -131,6 +134,10 @@ class Tracker:
         b = np.stack([t.box for t in self.tracks])
         age = np.asarray([frame - t.last_seen for t in self.tracks], dtype=np.float32)
         return b, 1.0 + self.pad_per_frame * np.minimum(age, 6)
+
+    def speeds(self) -> np.ndarray:
+        """(N, 2) recent per-frame motion of each track, in the order of `boxes`."""
+        return np.asarray([t.speed for t in self.tracks], np.float32).reshape(-1, 2)
 
     def clear(self) -> None:
         self.tracks.clear()
