@@ -62,6 +62,23 @@ def _camera_lister(ctx: PolicyContext) -> Callable[[], list[CameraRuntime]]:
     return cameras
 
 
+def _camera_fingerprint(ctx: PolicyContext) -> Callable[[], tuple[Any, ...]]:
+    """Every camera's id, change time and enabled flag: one small query that tells whether an admin changed
+    the list (any field of a camera moves its updated_at). All rows, not max(updated_at): two changes
+    committed out of order would hide the older one from a maximum."""
+
+    def fingerprint() -> tuple[Any, ...]:
+        from sqlalchemy import select
+
+        from policies.models import Camera
+
+        with ctx.db.session() as s:
+            rows = s.execute(select(Camera.id, Camera.updated_at, Camera.enabled).order_by(Camera.id))
+            return tuple(tuple(row) for row in rows)
+
+    return fingerprint
+
+
 def health_summary(health: Any) -> dict[str, Any]:
     """A camera's health as plain JSON, limited to fields that hold no secrets."""
     if health is None:
@@ -98,6 +115,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from policies.context import build_context
         from relay.cameras import CameraManager
+        from relay.housekeeping import cancel, follow_cameras, keep_retention
         from relay.whep import WhepSessions
 
         ctx = context or build_context(settings)
@@ -108,10 +126,14 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         app.state.cameras = manager
         app.state.whep = WhepSessions(ctx, manager, settings)
         await manager.start()
+        follow = follow_cameras(manager.sync, _camera_fingerprint(ctx), settings.camera_sync_s)
+        jobs = [asyncio.create_task(follow, name="follow-cameras"),
+                asyncio.create_task(keep_retention(ctx.audit, settings.retention_every_s), name="retention")]
         log.info("relay listening; database %s", "sqlite" if ctx.db.is_sqlite else "postgresql")
         try:
             yield
         finally:
+            await cancel(jobs)
             await app.state.whep.close_all("relay shutting down")
             await manager.stop()
             if context is None:
@@ -173,19 +195,20 @@ def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
             return
 
         if not token:
-            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous",
+            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous", decision="deny",
                                     reason="no credentials", details={"path": "/metrics"})
             raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
         try:
             principal = await asyncio.to_thread(ctx.auth.authenticate, token)
         except AuthError as exc:
-            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous",
+            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous", decision="deny",
                                     reason=f"bad credentials: {exc}", details={"path": "/metrics"})
             raise HTTPException(401, "invalid or expired token",
                                 headers={"WWW-Authenticate": "Bearer"}) from None
         if not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
             await asyncio.to_thread(ctx.audit.append, "auth.forbidden", actor=principal.username,
-                                    roles=list(principal.roles), reason="metrics need the admin right",
+                                    roles=list(principal.roles), decision="deny",
+                                    reason="metrics need the admin right",
                                     details={"path": "/metrics"})
             raise HTTPException(403, "metrics need the admin right or the scrape token")
 

@@ -44,6 +44,8 @@ class RelaySettings(PolicySettings):
     codec: str = "h264"
     linger_s: float = Field(default=10.0, ge=0)
     session_check_s: float = Field(default=1.0, gt=0, le=5)  # how often running sessions are re-authorized
+    camera_sync_s: float = Field(default=2.0, gt=0, le=60)  # how often to look for admin changes to cameras
+    retention_every_s: float = Field(default=86400.0, ge=60)  # access-log retention: at start, then every
     metrics_token: str | None = None  # bearer token for Prometheus scraping; admins may always scrape
     cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call WHEP (players)
 

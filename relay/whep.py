@@ -62,6 +62,7 @@ class WhepSession:
     opened: float = field(default_factory=time.monotonic)
     watchdog: asyncio.Task[None] | None = None
     connected: bool = False
+    feed_ended: bool = False  # the camera's pipeline stopped under it: _end_fed_out closes it
     end_reason: str | None = None
 
 
@@ -76,6 +77,7 @@ class WhepSessions:
         self._ended: dict[str, asyncio.Event] = {}
         # Why recent sessions ended, for their viewers (GET on the session answers 410 with it).
         self.ended_reasons: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def add(self, session: WhepSession) -> None:
         self.sessions[session.id] = session
@@ -86,10 +88,31 @@ class WhepSessions:
             state = session.pc.connectionState
             if state == "connected":
                 session.connected = True
-            elif state in ("failed", "closed"):
+            elif state in ("failed", "closed") and not session.feed_ended:
                 await self.close(session.id, f"peer connection {state}")
 
         session.watchdog = asyncio.create_task(self._watch(session), name=f"whep-watchdog-{session.id}")
+        session.subscription.on_close(lambda _sub: self._feed_ended(session))
+        if session.subscription.closed:  # stopped while the answer was negotiated
+            self._feed_ended(session)
+
+    def _feed_ended(self, session: WhepSession) -> None:
+        # The camera's pipeline stopped under a running session (disabled, deleted, or its source or
+        # masks changed): end the session now rather than leave the viewer on a dead track.
+        if session.id in self.sessions and not session.feed_ended:
+            # The connection closes with the feed (relay.webrtc); the session's end says why, not that.
+            session.feed_ended = True
+            task = asyncio.get_running_loop().create_task(self._end_fed_out(session))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _end_fed_out(self, session: WhepSession) -> None:
+        reason = "the camera's stream stopped (the camera was changed or removed); open it again"
+        with contextlib.suppress(Exception):  # the policy's reason is better, if it has one
+            decision = await asyncio.to_thread(self.ctx.service.check_session, session.id)
+            if not decision.allowed:
+                reason = f"authorization ended: {decision.reason}"
+        await self.close(session.id, reason)
 
     async def _watch(self, session: WhepSession) -> None:
         failures = 0

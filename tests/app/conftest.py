@@ -58,7 +58,7 @@ def write_clip(path: Path, seconds: float = 4.0) -> None:
     with av.open(str(path), "w", format="h264") as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        # One slice per frame (threads=1): see the report on multi-slice streams and `fflags nobuffer`.
+        # One slice per frame (threads=1) keeps encoding cheap; multi-slice streams: tests/relay/test_sources.
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(FPS), "bf": "0",
                           "threads": "1"}
         stream.codec_context.time_base = Fraction(1, FPS)
@@ -192,7 +192,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[R
     tmp = tmp_path_factory.mktemp("relay")
     port = free_port()
     settings = load_settings(database_url=f"sqlite:///{tmp / 'relay.db'}", token_secret="t" * 40,
-                             host="127.0.0.1", port=port, linger_s=2.0, metrics_token=METRICS_TOKEN)
+                             host="127.0.0.1", port=port, linger_s=2.0, metrics_token=METRICS_TOKEN,
+                             camera_sync_s=0.5)
     ctx = build_context(settings)
     clock = ShiftableClock()
     ctx.service.clock = clock

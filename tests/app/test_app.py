@@ -31,8 +31,12 @@ def test_metrics_for_admins_and_the_scraper_only(relay: Relay) -> None:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain")
         assert "# TYPE" in r.text
-    refused = relay.audit(kind="auth.forbidden", actor="operator")
-    assert any(e.details.get("path") == "/metrics" for e in refused)
+    # Refusals are logged as denials, so the access statistics count them.
+    forbidden = [e for e in relay.audit(kind="auth.forbidden", actor="operator")
+                 if e.details.get("path") == "/metrics"]
+    refused = [e for e in relay.audit(kind="auth.refused") if e.details.get("path") == "/metrics"]
+    assert forbidden and len(refused) >= 2
+    assert {e.decision for e in forbidden + refused} == {"deny"}
 
 
 def test_cameras_lists_what_the_user_may_watch_without_secrets(relay: Relay, rtsp_url: str) -> None:

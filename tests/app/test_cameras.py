@@ -1,0 +1,123 @@
+"""Admin changes to cameras reach the data plane: a keepalive camera runs with nobody watching and shows in
+health; a camera that is deleted stops; a watched camera whose masks change, or that is disabled, ends its
+viewers' sessions within seconds, with the reason in the access log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.app.conftest import Relay
+from tests.app.whep_client import open_viewer
+
+
+def wait(predicate: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+class Cameras:
+    """The admin API's camera CRUD, as the policy admin; cameras made here are disabled or deleted after."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.url = f"{relay.base_url}/api/cameras"
+        self.made: list[str] = []
+
+    def put(self, camera_id: str, source_url: str, *, create: bool = False, **fields: Any) -> None:
+        body = {"id": camera_id, "name": camera_id, "purposes": ["public_safety"], "source_url": source_url,
+                **fields}
+        headers = self.relay.headers("admin")
+        if create:
+            r = httpx.post(self.url, json=body, headers=headers)
+            self.made.append(camera_id)
+        else:
+            r = httpx.put(f"{self.url}/{camera_id}", json=body, headers=headers)
+        assert r.status_code in (200, 201), r.text
+
+    def delete(self, camera_id: str) -> None:
+        r = httpx.delete(f"{self.url}/{camera_id}", headers=self.relay.headers("admin"))
+        assert r.status_code in (204, 404, 409), r.text  # 409: it has access history (disabled instead)
+        if r.status_code == 409:
+            body = httpx.get(f"{self.url}/{camera_id}", headers=self.relay.headers("admin")).json()
+            body = {k: v for k, v in body.items() if k not in ("has_credentials", "has_source")}
+            httpx.put(f"{self.url}/{camera_id}", json={**body, "enabled": False},
+                      headers=self.relay.headers("admin")).raise_for_status()
+
+
+@pytest.fixture
+def cameras(relay: Relay) -> Iterator[Cameras]:
+    made = Cameras(relay)
+    yield made
+    for camera_id in made.made:  # other tests see the seeded camera list only
+        made.delete(camera_id)
+
+
+def live_health(relay: Relay, camera_id: str) -> dict[str, Any] | None:
+    r = httpx.get(f"{relay.base_url}/api/live/cameras", headers=relay.headers("operator"))
+    r.raise_for_status()
+    return next((c["health"] for c in r.json()["cameras"] if c["id"] == camera_id), None)
+
+
+def test_keepalive_camera_runs_without_viewers_and_stops_when_deleted(relay: Relay, rtsp_url: str,
+                                                                       cameras: Cameras) -> None:
+    manager = relay.app.state.cameras
+    cameras.put("cam-keep", rtsp_url, create=True, keepalive=True)
+    # Connected by the relay on its own, before anyone asks to watch it.
+    assert wait(lambda: (live_health(relay, "cam-keep") or {}).get("state") == "live"), live_health(relay,
+                                                                                                 "cam-keep")
+    health = live_health(relay, "cam-keep")
+    assert health is not None and health["connected"] and health["viewers"] == 0 and health["fps_in"] > 0
+    assert not relay.audit(kind="view.start", camera_id="cam-keep")
+    cameras.delete("cam-keep")
+    assert wait(lambda: manager.pipeline("cam-keep") is None and "cam-keep" not in manager.health())
+    assert live_health(relay, "cam-keep") is None
+
+
+def test_idle_cameras_show_in_health(relay: Relay) -> None:
+    # Listed from the start, with nobody watching: the manager knows every enabled camera.
+    health = relay.app.state.cameras.health()
+    assert "cam-test" in health and "cam-disabled" not in health
+
+
+async def test_changed_or_disabled_camera_ends_its_viewers_sessions(relay: Relay, rtsp_url: str,
+                                                                     cameras: Cameras) -> None:
+    token = relay.token("operator")
+    cameras.put("cam-doomed", rtsp_url, create=True)
+    first = await open_viewer(relay.base_url, "cam-doomed", token=token)
+    assert first.status == 201, first.text
+    try:
+        assert len(await first.frames(3, timeout=40)) == 3
+        # New static masks: the pipeline restarts so no frame leaves under the old masks; the viewer's
+        # session ends with a reason rather than sitting on a dead track.
+        cameras.put("cam-doomed", rtsp_url, privacy_masks=[[[0, 0], [0.5, 0], [0.5, 0.5]]])
+        assert await first.ended(timeout=15)
+        relay.wait_session_closed(first.session_id, timeout=15)
+    finally:
+        await first.close()
+    (end,) = [e for e in relay.audit(kind="view.end", camera_id="cam-doomed")
+              if e.details.get("session_id") == first.session_id]
+    assert "stream stopped" in end.reason
+
+    second = await open_viewer(relay.base_url, "cam-doomed", token=token)
+    assert second.status == 201, second.text
+    try:
+        assert len(await second.frames(3, timeout=40)) == 3
+        cameras.put("cam-doomed", rtsp_url, enabled=False)
+        assert await second.ended(timeout=15)
+        relay.wait_session_closed(second.session_id, timeout=15)
+    finally:
+        await second.close()
+    (end,) = [e for e in relay.audit(kind="view.end", camera_id="cam-doomed")
+              if e.details.get("session_id") == second.session_id]
+    assert end.reason.startswith("authorization ended") and "disabled" in end.reason, end.reason
+    manager = relay.app.state.cameras
+    assert wait(lambda: manager.pipeline("cam-doomed") is None and "cam-doomed" not in manager.health())
