@@ -32,6 +32,7 @@ class Track:
     last_seen: int    # frame index of the last detection that confirmed it
     misses: int = 0   # detection results in a row that looked here and did not confirm it
     speed: tuple[float, float] = (0.0, 0.0)  # recent |dx|, |dy| per frame (full-frame pixels)
+    steps: int = 0    # frames tracked by flow: speed means little until a few have passed
 
 
 def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float, far: bool = False,
@@ -84,6 +85,7 @@ class Tracker:
         for t, b in zip(self.tracks, moved, strict=True):
             dx, dy = abs(float(b[0] - t.box[0])), abs(float(b[1] - t.box[1]))
             t.speed = (0.6 * t.speed[0] + 0.4 * dx, 0.6 * t.speed[1] + 0.4 * dy)
+            t.steps += 1
             t.box = b
 
     def update(self, dets: np.ndarray, frame: int, regions: list[tuple[int, int, int, int]] | None = None,
@@ -137,7 +139,13 @@ class Tracker:
 
     def speeds(self) -> np.ndarray:
         """(N, 2) recent per-frame motion of each track, in the order of `boxes`."""
-        return np.asarray([t.speed for t in self.tracks], np.float32).reshape(-1, 2)
+        out = np.asarray([t.speed for t in self.tracks], np.float32).reshape(-1, 2)
+        # A new track's speed is unknown (it may come from a result the detector computed frames ago):
+        # assume a brisk walk, a twentieth of the face size per frame, until flow has measured it.
+        for i, t in enumerate(self.tracks):
+            if t.steps < 5:
+                out[i] = np.maximum(out[i], 0.05 * (t.box[2:4] - t.box[0:2]))
+        return out
 
     def clear(self) -> None:
         self.tracks.clear()
