@@ -135,6 +135,7 @@ class Hub:
         self._subscribers: list[Subscription] = []
         self._on_empty: list[Callable[[Hub], None]] = []
         self.packets_published = 0
+        self.closed = False  # the rendition stopped: its subscriptions ended from this side, not the viewer's
 
     @property
     def subscribers(self) -> int:
@@ -162,6 +163,7 @@ class Hub:
                 sub._offer(packet)
 
     def close(self) -> None:
+        self.closed = True
         for sub in list(self._subscribers):
             sub.close()
 

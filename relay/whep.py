@@ -93,12 +93,14 @@ class WhepSessions:
 
         session.watchdog = asyncio.create_task(self._watch(session), name=f"whep-watchdog-{session.id}")
         session.subscription.on_close(lambda _sub: self._feed_ended(session))
-        if session.subscription.closed:  # stopped while the answer was negotiated
+        if session.subscription.closed:  # the camera stopped while the answer was negotiated
             self._feed_ended(session)
 
     def _feed_ended(self, session: WhepSession) -> None:
         # The camera's pipeline stopped under a running session (disabled, deleted, or its source or
         # masks changed): end the session now rather than leave the viewer on a dead track.
+        if not session.subscription.hub.closed:
+            return  # the viewer's side ended the feed (peer gone, sender stopped): the peer handlers say so
         if session.id in self.sessions and not session.feed_ended:
             # The connection closes with the feed (relay.webrtc); the session's end says why, not that.
             session.feed_ended = True
