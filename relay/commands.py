@@ -28,6 +28,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.set_defaults(func=cmd_demo)
 
 
+def _configure_logging() -> None:
+    """The project's own INFO messages (cameras connecting, sessions ending, retention) beside uvicorn's;
+    libraries (aiortc, aioice) stay at WARNING, their INFO is per-packet chatter."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)-9s %(name)s: %(message)s")
+    for name in ("relay", "policies", "blur"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the listener cannot bind, asked before starting anything (uvicorn would start the app, then
+    fail with a log line and exit 3)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return f"cannot listen on {host}:{port}: unknown address"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def _fail(message: str) -> int:
     print(f"cctv-relay: error: {message}", file=sys.stderr)
     return 2
@@ -51,6 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # The URL may carry a password: say which kind of database failed, not the URL.
         kind = settings.database_url.split(":", 1)[0]
         return _fail(f"cannot open the {kind} database: {type(exc).__name__}: {_first_line(exc)}")
+    if problem := _port_problem(settings.host, settings.port):
+        ctx.db.dispose()
+        return _fail(problem)
+    _configure_logging()
     try:
         uvicorn.run(create_app(settings, context=ctx), host=settings.host, port=settings.port,
                     log_level="info", proxy_headers=bool(settings.public_url))
@@ -67,6 +100,9 @@ def _first_line(exc: BaseException) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from relay.demo import DemoError, run
 
+    if problem := _port_problem(args.host, args.port):
+        return _fail(problem)
+    _configure_logging()
     try:
         return run(args.data_dir, host=args.host, port=args.port, use_rtsp=args.rtsp)
     except DemoError as exc:

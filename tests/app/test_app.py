@@ -3,6 +3,7 @@ settings from file + environment, and the `serve` command's errors."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,18 @@ def test_serve_reports_bad_config_in_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert bad_db.returncode == 2 and "cannot open the postgresql" in bad_db.stderr
     assert "s3cret" not in bad_db.stderr and "Traceback" not in bad_db.stderr
+    # A port already taken: said before anything starts (no demo passwords printed, no half-started app).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cfg.write_text(f"database_url: sqlite:///{tmp_path / 'relay.db'}\n")
+        for args in (["serve", "--config", str(cfg), "--port", port],
+                     ["demo", "--port", port, "--data-dir", str(tmp_path / "demo")]):
+            busy = subprocess.run([sys.executable, "-m", "relay.cli", *args], capture_output=True, text=True,
+                                  cwd=REPO, timeout=60)
+            assert busy.returncode == 2 and busy.stdout == "", busy.stdout
+            assert busy.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
 
 
 def test_whep_advertises_configured_ice_servers() -> None:
