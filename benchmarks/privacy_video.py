@@ -92,7 +92,7 @@ def make_anonymizer(variant: str, fps: float) -> Any:
     from blur import PROFILES, Anonymizer
 
     if variant == "realtime":
-        # Offline, frames as fast as they come, on the live schedule: a full detection every
+        # Offline, frames as fast as they come, on the live schedule: a detection round every
         # `detect_every` frames (the profile's detect_hz at this frame rate), tracking in between.
         config = PROFILES["realtime"].with_(detect_every=detect_every(fps))
         return Anonymizer(config, live=False)
