@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from relay.config import RelaySettings, load_settings
+from relay.samples import DEFAULT_WALKERS, Walker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RTSP_SERVER_SCRIPT = REPO_ROOT / "tests" / "support" / "rtsp_server.py"
@@ -102,8 +103,10 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def write_demo_clip(path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 12.0,
-                    ) -> None:
-    """The sample street scene as an H.264 Annex B stream, one slice per frame and an IDR every second."""
+                    walkers: tuple[Walker, ...] = DEFAULT_WALKERS) -> None:
+    """The sample street scene as an H.264 Annex B stream, an IDR every second, that walks forth then back:
+    an RTSP server loops the file, and the loop must not make people jump (a face appearing out of nowhere
+    is the engine's known gap until its next detection round; see blur/README)."""
     from fractions import Fraction
 
     import av
@@ -114,14 +117,15 @@ def write_demo_clip(path: Path, *, width: int = 1280, height: int = 720, fps: in
     with av.open(str(path), "w", format="h264") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # One thread: one slice per frame, which every decoder handles, whatever its buffering flags.
+        # One thread, one slice per frame: cheaper to encode (relay.sources decodes multi-slice streams too).
         stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(fps), "bf": "0",
                           "threads": "1"}
         stream.codec_context.time_base = Fraction(1, fps)
-        for i in range(int(seconds * fps)):
-            img, _ = render_frame(background, i)
+        n = max(2, int(seconds * fps / 2))
+        for pts, i in enumerate([*range(n), *range(n - 1, 0, -1)]):
+            img, _ = render_frame(background, i, walkers)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
+            frame.pts, frame.time_base = pts, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 

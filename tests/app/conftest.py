@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from policies import files
 from policies.context import PolicyContext, build_context
 from policies.defaults import load_defaults
 from relay.config import RelaySettings, load_settings
-from relay.samples import Walker, render_frame, street_background
+from relay.demo import write_demo_clip
+from relay.samples import Walker
 from tests.app.faces import FaceProbe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,24 +53,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def write_clip(path: Path, seconds: float = 4.0) -> None:
-    """The test camera's clip: H.264 Annex B, short GOP so viewers join fast."""
-    background = street_background(WIDTH, HEIGHT)
-    with av.open(str(path), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        # One slice per frame (threads=1) keeps encoding cheap; multi-slice streams: tests/relay/test_sources.
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "g": str(FPS), "bf": "0",
-                          "threads": "1"}
-        stream.codec_context.time_base = Fraction(1, FPS)
-        # Forth then back: the server loops the file, and a loop must not teleport the walkers (a face
-        # appearing from nowhere is the engine's known gap until its next detection round; see blur/README).
-        n = int(seconds * FPS / 2)
-        for pts, i in enumerate([*range(n), *range(n - 1, 0, -1)]):
-            img, _ = render_frame(background, i, WALKERS)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts, frame.time_base = pts, Fraction(1, FPS)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    """The test camera's clip: the demo's (H.264 Annex B, IDR every second, forth then back) at 640x360."""
+    write_demo_clip(path, width=WIDTH, height=HEIGHT, fps=FPS, seconds=seconds, walkers=WALKERS)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from tests.app.conftest import CAMERA, PASSWORD, Relay
 from tests.app.faces import FaceProbe
@@ -48,6 +48,17 @@ def sign_in(page: Page, username: str, *, sees_cameras: bool = True) -> None:
         page.wait_for_selector(f'#cameras li.camera[data-camera="{CAMERA}"]', timeout=20_000)
     else:
         page.wait_for_selector("#whoami:not([hidden])", timeout=20_000)
+
+
+def play_raw_as_investigator(page: Page) -> Locator:
+    """Sign in as the investigator and ask to play the camera raw for case TPE-2026-0777; its list row."""
+    page.click("#sign-out")
+    sign_in(page, "investigator")
+    row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
+    row.locator(".mode").select_option("raw")
+    row.locator(".case-ref").fill("TPE-2026-0777")
+    row.locator(".play").click()
+    return row
 
 
 def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe, tmp_path: Path) -> None:
@@ -97,12 +108,7 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe
             assert ends and ends[0].reason == "viewer ended the session"
 
             # An investigator asking for raw without an approved request sees the policy's refusal.
-            page.click("#sign-out")
-            sign_in(page, "investigator")
-            row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
-            row.locator(".mode").select_option("raw")
-            row.locator(".case-ref").fill("TPE-2026-0777")
-            row.locator(".play").click()
+            row = play_raw_as_investigator(page)
             page.wait_for_selector(f'{TILE}[data-state="denied"]', timeout=20_000)
             message = page.locator(f"{TILE} .message").inner_text()
             assert message.startswith("Access denied:") and len(message) > len("Access denied: ")
@@ -121,12 +127,7 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe
             request.get_by_role("button", name="Approve 30 min").click()
             expect(request).to_contain_text("approved", timeout=10_000)
             # ...and now the same raw request plays, faces visible, marked raw.
-            page.click("#sign-out")
-            sign_in(page, "investigator")
-            row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
-            row.locator(".mode").select_option("raw")
-            row.locator(".case-ref").fill("TPE-2026-0777")
-            row.locator(".play").click()
+            play_raw_as_investigator(page)
             page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
             assert page.locator(f"{TILE} .tile-mode").inner_text() == "raw"
             time.sleep(1.5)

@@ -5,7 +5,7 @@ viewers' sessions within seconds, with the reason in the access log."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -88,36 +88,32 @@ def test_idle_cameras_show_in_health(relay: Relay) -> None:
     assert "cam-test" in health and "cam-disabled" not in health
 
 
+async def view_ended_by(relay: Relay, change: Callable[[], None]) -> str:
+    """Watch cam-doomed, make the admin `change`: the viewer's picture and session must end within seconds.
+    The session's logged end reason."""
+    viewer = await open_viewer(relay.base_url, "cam-doomed", token=relay.token("operator"))
+    assert viewer.status == 201, viewer.text
+    try:
+        assert len(await viewer.frames(3, timeout=40)) == 3
+        change()
+        assert await viewer.ended(timeout=15)
+        relay.wait_session_closed(viewer.session_id, timeout=15)
+    finally:
+        await viewer.close()
+    (end,) = [e for e in relay.audit(kind="view.end", camera_id="cam-doomed")
+              if e.details.get("session_id") == viewer.session_id]
+    return str(end.reason)
+
+
 async def test_changed_or_disabled_camera_ends_its_viewers_sessions(relay: Relay, rtsp_url: str,
                                                                      cameras: Cameras) -> None:
-    token = relay.token("operator")
     cameras.put("cam-doomed", rtsp_url, create=True)
-    first = await open_viewer(relay.base_url, "cam-doomed", token=token)
-    assert first.status == 201, first.text
-    try:
-        assert len(await first.frames(3, timeout=40)) == 3
-        # New static masks: the pipeline restarts so no frame leaves under the old masks; the viewer's
-        # session ends with a reason rather than sitting on a dead track.
-        cameras.put("cam-doomed", rtsp_url, privacy_masks=[[[0, 0], [0.5, 0], [0.5, 0.5]]])
-        assert await first.ended(timeout=15)
-        relay.wait_session_closed(first.session_id, timeout=15)
-    finally:
-        await first.close()
-    (end,) = [e for e in relay.audit(kind="view.end", camera_id="cam-doomed")
-              if e.details.get("session_id") == first.session_id]
-    assert "stream stopped" in end.reason
-
-    second = await open_viewer(relay.base_url, "cam-doomed", token=token)
-    assert second.status == 201, second.text
-    try:
-        assert len(await second.frames(3, timeout=40)) == 3
-        cameras.put("cam-doomed", rtsp_url, enabled=False)
-        assert await second.ended(timeout=15)
-        relay.wait_session_closed(second.session_id, timeout=15)
-    finally:
-        await second.close()
-    (end,) = [e for e in relay.audit(kind="view.end", camera_id="cam-doomed")
-              if e.details.get("session_id") == second.session_id]
-    assert end.reason.startswith("authorization ended") and "disabled" in end.reason, end.reason
+    # New static masks: the pipeline restarts so no frame leaves under the old masks; the viewer's session
+    # ends with a reason rather than sitting on a dead track.
+    masks = [[[0, 0], [0.5, 0], [0.5, 0.5]]]
+    reason = await view_ended_by(relay, lambda: cameras.put("cam-doomed", rtsp_url, privacy_masks=masks))
+    assert "stream stopped" in reason, reason
+    reason = await view_ended_by(relay, lambda: cameras.put("cam-doomed", rtsp_url, enabled=False))
+    assert reason.startswith("authorization ended") and "disabled" in reason, reason
     manager = relay.app.state.cameras
     assert wait(lambda: manager.pipeline("cam-doomed") is None and "cam-doomed" not in manager.health())

@@ -3,31 +3,12 @@ closed, so no frame with a recognizable face reaches the viewer, and the failsaf
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from tests.app.conftest import CAMERA, Relay
 from tests.app.faces import FaceProbe
 from tests.app.whep_client import open_viewer
-
-
-class BrokenDetector:
-    name = "broken"
-
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        raise RuntimeError("inference device lost")
-
-
-class HungDetector:
-    name = "hung"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        self.release.wait(60)  # a stuck accelerator call
-        return np.zeros((0, 5), np.float32)
+from tests.relay.detectors import RaisingDetector, StallingDetector
 
 
 async def test_detector_failure_mid_stream_never_shows_a_face(relay: Relay, faces: FaceProbe) -> None:
@@ -37,11 +18,11 @@ async def test_detector_failure_mid_stream_never_shows_a_face(relay: Relay, face
     assert pipeline is not None
     anonymizer = pipeline.anonymizer
     original = anonymizer._detector  # restored afterwards: the pipeline is shared with other tests
-    hung = HungDetector()
+    hung = StallingDetector()
     try:
         before = await viewer.frames(10, timeout=40)
         failsafe_before = relay.app.state.cameras.health()[CAMERA].failsafe_frames
-        anonymizer.replace_detector(BrokenDetector())
+        anonymizer.replace_detector(RaisingDetector())
         broken = await viewer.frames(40, timeout=30)
         anonymizer.replace_detector(hung)
         stalled = await viewer.frames(40, timeout=30)

@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 from relay.cameras import CameraManager, CameraSpec
 from relay.webrtc import IceSettings, SdpError, answer_offer, ice_settings_from
 from tests.relay.conftest import HEIGHT, WIDTH, FaceCheck, RtspServer, Sample, Viewer, wait_for
+from tests.relay.detectors import RaisingDetector, StallingDetector
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -113,37 +114,17 @@ async def test_detector_faults_mid_stream_never_show_a_face(manager: CameraManag
         anonymizer = pipeline.anonymizer
         anonymizer.replace_detector(RaisingDetector())
         assert_no_face_visible(await viewer.collect(40), faces)
-        release = StallingDetector()
-        anonymizer.replace_detector(release)
+        stalled = StallingDetector(timeout_s=30)
+        anonymizer.replace_detector(stalled)
         try:
             frames = await viewer.collect(90)  # past the engine's stall timeout
             _, fully_masked = assert_no_face_visible(frames, faces)
             assert fully_masked >= 10  # the engine gave up on the stalled detector and masked everything
         finally:
-            release.gate.set()
+            stalled.release.set()
         assert pipeline.failsafe_frames > 0
     finally:
         await viewer.close()
-
-
-class RaisingDetector:
-    name = "raising"
-
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        raise RuntimeError("injected detector fault")
-
-
-class StallingDetector:
-    name = "stalling"
-
-    def __init__(self) -> None:
-        import threading
-
-        self.gate = threading.Event()
-
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        self.gate.wait(30)
-        return np.zeros((0, 5), np.float32)
 
 
 # -- offers we cannot answer --------------------------------------------------------------------------------
