@@ -79,9 +79,9 @@ class Anonymizer:
         self.config = config if config is not None else get_profile(profile)
         if mode not in maskers.MODES:
             raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(maskers.MODES)}")
-        if self.config.shape not in maskers.SHAPES:
-            raise ValueError(f"unknown mask shape {self.config.shape!r}: "
-                             f"choose one of {', '.join(maskers.SHAPES)}")
+        for shape in (self.config.shape, self.config.live_shape):
+            if shape not in maskers.SHAPES:
+                raise ValueError(f"unknown mask shape {shape!r}: choose one of {', '.join(maskers.SHAPES)}")
         for poly in masks:
             if len(poly) < 3 or any(not (0.0 <= c <= 1.0) for pt in poly for c in pt):
                 raise ValueError("a static mask needs at least 3 points with coordinates in [0, 1]")
@@ -300,7 +300,9 @@ class Anonymizer:
         return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
 
     def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
-        shape = self.config.shape
+        # Live boxes are carried between lagging detections: an ellipse would leave a face's corner out
+        # whenever a box runs slightly off, so live masks fill their whole box.
+        shape = self.config.live_shape if self.live else self.config.shape
         if len(planes) == 1:
             maskers.mask_boxes(planes[0], boxes, self.mode, shape, fill=0)
             return

@@ -29,6 +29,7 @@ class AnonymizerConfig:
     large_px: float = 24.0
     vertical: float = 1.35                # extra height factor on top of the margin
     shape: str = "ellipse"                # "ellipse" | "box"
+    live_shape: str = "box"               # live mode: boxes are carried, not fresh; cover their corners
     crowd_neighbors: int = 0              # > 0: a face with this many others nearby is "in a crowd"...
     crowd_radius: float = 4.0             # ...nearby = within this many face heights...
     crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
