@@ -189,7 +189,8 @@ def slice_nal_units(path: Path) -> tuple[int, int]:
     return pictures, slices
 
 
-async def test_multi_slice_camera_decodes_to_the_source_picture(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_multi_slice_camera_decodes_to_the_source_picture(tmp_path: Path, transport: str) -> None:
     # Most cameras send several slices per picture; the RTSP server sends each keyframe slice as a packet
     # of its own. Every picture must decode whole, from the very first keyframe on.
     clip = tmp_path / "sliced.h264"
@@ -205,7 +206,7 @@ async def test_multi_slice_camera_decodes_to_the_source_picture(tmp_path: Path) 
 
     server = RtspServer(clip)
     server.start()
-    source = Source(server.url, keep, label="sliced", options=FAST)
+    source = Source(f"{server.url}#transport={transport}", keep, label="sliced", options=FAST)
     source.start()
     try:
         assert await wait_for(lambda: len(received) >= 40, 15)
