@@ -3,7 +3,8 @@
 
     /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --path /cam --file sample.h264 --fps 25
 
-Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it listens. Optional --user/--password enable basic auth.
+Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it listens.
+Optional --user/--password enable basic auth.
 """
 
 from __future__ import annotations
