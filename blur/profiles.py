@@ -35,7 +35,7 @@ class AnonymizerConfig:
     crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
     # Video: how often detection runs and how boxes are carried between detections.
     detect_every: int = 1                 # offline: detect every N frames
-    detect_hz: float = 2.0                # live: detection rounds per second on the worker thread
+    detect_hz: float = 4.0                # live: detection rounds per second on the worker thread
     full_sweep_s: float = 5.0             # whole-frame round at least this often (people standing still);
                                           # offline (detect_every) counted as full_sweep_s * detect_hz rounds
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
