@@ -10,7 +10,9 @@ import numpy as np
 
 
 class MotionMap:
-    def __init__(self, *, history: int = 300, min_area_frac: float = 0.0004) -> None:
+    # A long memory (60 s at 25 fps): with a short one, someone pacing the same few metres is learnt into
+    # the background within a minute, and motion-gated detection stops looking at them.
+    def __init__(self, *, history: int = 1500, min_area_frac: float = 0.0004) -> None:
         self._bg = cv2.createBackgroundSubtractorMOG2(history=history, varThreshold=25, detectShadows=False)
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.min_area_frac = min_area_frac
