@@ -101,6 +101,7 @@ class Anonymizer:
         self._frame = -1
         self._static_cache: dict[tuple[int, int], list[np.ndarray]] = {}
         self._last_full = -1e9
+        self._sweep_s = 0.0  # live: how long the last whole-frame round took
         self._rounds = 0
         self._last_full_round = 0
         # Live-mode state, guarded by self._lock.
@@ -247,7 +248,10 @@ class Anonymizer:
         Live: sweeps by the clock. Offline: by rounds, so a file gives the same result at any speed."""
         cfg = self.config
         self._rounds += 1
-        due = (now - self._last_full >= cfg.full_sweep_s if self.live
+        # Live: sweep as often as `sweep_share` of a core allows (a small frame every second, a large one
+        # every few), but at least every full_sweep_s: sweeps find whom motion gating cannot see.
+        interval = min(cfg.full_sweep_s, max(1.0, self._sweep_s / cfg.sweep_share))
+        due = (now - self._last_full >= interval if self.live
                else self._rounds - self._last_full_round >= cfg.full_sweep_s * cfg.detect_hz)
         if not cfg.motion_gating or self._motion is None or self._motion.frames < 10 or due:
             self._last_full_round = self._rounds
@@ -356,6 +360,7 @@ class Anonymizer:
                     self._verified = result.job.blobs
                 if result.job.regions is None:
                     self._last_full = result.job.captured
+                    self._sweep_s = result.ms / 1000
                 detected = True
         with self._lock:
             busy = self._job is not None

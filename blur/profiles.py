@@ -36,6 +36,7 @@ class AnonymizerConfig:
     # Video: how often detection runs and how boxes are carried between detections.
     detect_every: int = 1                 # offline: detect every N frames
     detect_hz: float = 4.0                # live: detection rounds per second on the worker thread
+    sweep_share: float = 0.25             # live: whole-frame rounds may take this share of a core...
     full_sweep_s: float = 5.0             # whole-frame round at least this often (people standing still);
                                           # offline (detect_every) counted as full_sweep_s * detect_hz rounds
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
