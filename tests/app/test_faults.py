@@ -8,7 +8,7 @@ import numpy as np
 from tests.app.conftest import CAMERA, Relay
 from tests.app.faces import FaceProbe
 from tests.app.whep_client import open_viewer
-from tests.relay.detectors import RaisingDetector, StallingDetector
+from tests.support.detectors import RaisingDetector, StallingDetector
 
 
 async def test_detector_failure_mid_stream_never_shows_a_face(relay: Relay, faces: FaceProbe) -> None:

@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 from relay.cameras import CameraManager, CameraSpec
 from relay.webrtc import IceSettings, SdpError, answer_offer, ice_settings_from
 from tests.relay.conftest import HEIGHT, WIDTH, FaceCheck, RtspServer, Sample, Viewer, wait_for
-from tests.relay.detectors import RaisingDetector, StallingDetector
+from tests.support.detectors import RaisingDetector, StallingDetector
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,4 +1,5 @@
-"""Small real Detector implementations used for fault injection and for exact checks."""
+"""Small real Detector implementations for exact checks and for fault injection (swapped into a running
+engine with `replace_detector` by the engine, relay and app tests)."""
 
 from __future__ import annotations
 
@@ -22,21 +23,23 @@ class FixedBoxDetector:
 
 
 class RaisingDetector:
+    """Every call raises, like a lost inference device or a corrupt model."""
+
     name = "raising"
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
-        raise RuntimeError("model file corrupt")
+        raise RuntimeError("injected detector fault: inference device lost")
 
 
-class SleepingDetector:
-    """Blocks until released (or `seconds` pass): a detector that stalls."""
+class StallingDetector:
+    """Every call hangs until `release` is set (or `timeout_s` pass): a stuck accelerator call."""
 
-    name = "sleeping"
+    name = "stalling"
 
-    def __init__(self, seconds: float = 30.0) -> None:
-        self.seconds = seconds
+    def __init__(self, timeout_s: float = 60.0) -> None:
+        self.timeout_s = timeout_s
         self.release = threading.Event()
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
-        self.release.wait(self.seconds)
+        self.release.wait(self.timeout_s)
         return np.zeros((0, 5), np.float32)
