@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,27 +129,35 @@ class RelayUnderTest:
         with open(tmp / "relay.log", "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
         self.base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"relay did not start: {(tmp / 'relay.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        self._wait_ready(lambda: f"relay did not start: {(tmp / 'relay.log').read_text()[-2000:]}")
         r = httpx.post(self.base_url + "/api/auth/login", json={"username": USER, "password": PASSWORD})
         r.raise_for_status()
         self.token = r.json()["access_token"]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop_process()
+        self._tmp.cleanup()
+
+    def _wait_ready(self, failure: Callable[[], str]) -> None:
+        """Poll /healthz until the server answers; `failure()` says why when it exits or takes 60 s."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(failure())
+            time.sleep(0.2)
+
+    def _stop_process(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        self._tmp.cleanup()
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None

@@ -56,24 +56,12 @@ class PerViewerRelay(RelayUnderTest):
                "--source", self.source_url]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("per-viewer relay did not start")
-            time.sleep(0.2)
+        self._wait_ready(lambda: "per-viewer relay did not start")
         self.token = "-"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self._stop_process()
 
 
 async def measure(relay: RelayUnderTest, counts: tuple[int, ...],
