@@ -20,7 +20,7 @@ import numpy as np
 from blur import maskers
 from blur.detectors.base import Detector, empty_boxes, make_detector
 from blur.geometry import crowd_factor, grow, to_int_boxes
-from blur.motion import MotionMap, detection_regions, head_bands, unexplained, unverified
+from blur.motion import MotionMap, Movers, detection_regions, head_bands, unexplained
 from blur.profiles import AnonymizerConfig, get_profile
 from blur.search import search, search_regions, zoom
 from blur.tracking import Tracker, flow_boxes
@@ -46,7 +46,6 @@ class _Job:
     small: np.ndarray              # grey copy at the detection frame, for carrying results forward
     regions: list[tuple[int, int, int, int]] | None  # None: whole frame
     generation: int
-    blobs: np.ndarray              # moving blobs at the detection frame: what this round looks at
     first: bool = False            # the engine's first round
 
 
@@ -72,6 +71,12 @@ def _rgb_of(planes: list[np.ndarray]) -> np.ndarray:
     return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
 
 
+def _chroma_boxes(boxes: list[tuple[int, int, int, int]], cw: int, ch: int,
+                  ) -> list[tuple[int, int, int, int]]:
+    """Boxes of the full-size plane on the half-size U and V planes, rounded outwards."""
+    return [(x1 // 2, y1 // 2, min(cw, (x2 + 1) // 2), min(ch, (y2 + 1) // 2)) for x1, y1, x2, y2 in boxes]
+
+
 class Anonymizer:
     def __init__(self, config: AnonymizerConfig | None = None, *, profile: str = "realtime",
                  mode: str = "pixelate", masks: Sequence[Polygon] = (), detector: Detector | None = None,
@@ -94,10 +99,11 @@ class Anonymizer:
         self._detector = detector
         self._lock = threading.Lock()
         self._tracker = Tracker(self.config.track_persist, self.config.track_pad / 3)
-        self._motion = MotionMap() if (self.config.motion_gating or self.config.motion_mask) else None
+        cfg = self.config
+        self._motion = MotionMap() if (cfg.motion_gating or cfg.motion_mask or cfg.guard_motion) else None
         self._blobs = np.zeros((0, 4), np.float32)
-        self._verified = np.zeros((0, 4), np.float32)  # blobs the newest applied detection round looked at
         self._prev_small: np.ndarray | None = None
+        self._fg_scale = 1.0  # motion mask pixels per frame pixel
         self._frame = -1
         self._static_cache: dict[tuple[int, int], list[np.ndarray]] = {}
         self._last_full = -1e9
@@ -179,10 +185,10 @@ class Anonymizer:
         timings: dict[str, float] = {}
         small, sscale = self._small_grey(planes)
         if self._motion is not None:
-            # Background subtraction is the costliest per-frame step: run it at half the flow resolution.
-            tiny = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2))
-            blobs = self._motion.update(tiny)
-            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / (sscale / 2))
+            # At the flow resolution: at half of it, a 15 px face is 3 motion pixels and vanishes.
+            blobs = self._motion.update(self._small_colour(planes, small))
+            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / sscale)
+            self._fg_scale = sscale
         timings["motion"] = (time.perf_counter() - t0) * 1000
 
         t1 = time.perf_counter()
@@ -225,8 +231,16 @@ class Anonymizer:
             for p in planes:
                 maskers.mask_whole(p)
         else:
-            boxes = to_int_boxes(self._mask_boxes(frame), w, h)
-            self._apply(planes, boxes)
+            faces, bands, movers = self._mask_boxes(frame)
+            # Live face boxes are carried between lagging detections: an ellipse would leave a face's corner
+            # out whenever a box runs slightly off, so live masks fill their whole box.
+            boxes = to_int_boxes(faces, w, h)
+            self._apply(planes, boxes, cfg.live_shape if self.live else cfg.shape)
+            band_boxes = to_int_boxes(bands, w, h)
+            self._apply(planes, band_boxes, "box")
+            boxes += band_boxes
+            if movers is not None:
+                boxes += self._apply_movers(planes, movers)
         self._apply_static(planes)
         timings["mask"] = (time.perf_counter() - t3) * 1000
         self._prev_small = small
@@ -242,6 +256,15 @@ class Anonymizer:
         s = _SMALL_WIDTH / w
         # Linear, not area: area resampling at a non-integer ratio costs ~40x more on a 720p plane.
         return cv2.resize(base, (_SMALL_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR), s
+
+    @staticmethod
+    def _small_colour(planes: list[np.ndarray], small: np.ndarray) -> np.ndarray:
+        """Y, U, V (or B, G, R) at the size of `small`: motion on brightness alone misses a face that is
+        as bright as what it passes over (a dark head on dark grass)."""
+        size = (small.shape[1], small.shape[0])
+        if len(planes) == 1:
+            return cv2.resize(planes[0], size, interpolation=cv2.INTER_LINEAR)
+        return cv2.merge([small] + [cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in planes[1:]])
 
     def _plan(self, now: float, w: int, h: int) -> list[tuple[int, int, int, int]] | None:
         """Where to detect: None = whole frame (full sweep), else motion regions (possibly none).
@@ -278,43 +301,65 @@ class Anonymizer:
         return zoom(detector, rgb, found, cfg.zoom_scale, cfg.zoom_small_px, cfg.zoom_grow, budget,
                     cfg.union_merge)
 
-    def _mask_boxes(self, frame: int) -> np.ndarray:
+    def _mask_boxes(self, frame: int) -> tuple[np.ndarray, np.ndarray, Movers | None]:
+        """This frame's face masks, head bands (motion-mask mode) and unaccounted moving regions."""
         cfg = self.config
         boxes, pad = self._tracker.boxes(frame)
-        parts = []
+        faces = np.zeros((0, 4), np.float32)
         if len(boxes):
             crowd = crowd_factor(boxes, cfg.crowd_neighbors, cfg.crowd_radius)
             margin = np.where(boxes[:, 3] - boxes[:, 1] >= cfg.large_px, cfg.margin_large, cfg.margin)
             fx = margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
             fy = margin * pad * cfg.vertical * np.where(crowd, cfg.crowd_grow[1], 1.0)
-            grown = grow(boxes, fx, fy)
+            faces = grow(boxes, fx, fy)
             if self.live and cfg.lead_frames > 0:
                 # Detection lags the video and flow lags a face that turns: a moving face's mask reaches
                 # ahead of (and behind) it by the distance it covers in `lead_frames`.
                 lead = self._tracker.speeds() * cfg.lead_frames
-                grown[:, 0:2] -= lead
-                grown[:, 2:4] += lead
-            parts.append(grown)
+                faces[:, 0:2] -= lead
+                faces[:, 2:4] += lead
+        bands = np.zeros((0, 4), np.float32)
+        movers = None
         if cfg.motion_mask and len(self._blobs):
-            parts.append(head_bands(self._blobs))
-        elif self.live and cfg.guard_new_motion and len(self._blobs):
-            faces = parts[0] if parts else np.zeros((0, 4), np.float32)
-            parts.append(unverified(self._blobs, self._verified))
-            parts.append(unexplained(self._blobs, faces))
-        return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
+            bands = head_bands(self._blobs)
+        elif self._guarding() and self._motion is not None and self._motion.foreground is not None:
+            # Between detection rounds only the face masks are vouched for: whatever else moves is masked.
+            # Motion under an elliptic face mask is accounted for only inside the ellipse, not its box.
+            inner = grow(faces, 0.7) if not self.live and cfg.shape == "ellipse" else faces
+            movers = unexplained(self._motion.foreground, inner, self._fg_scale)
+        return faces, bands, movers
 
-    def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> None:
-        # Live boxes are carried between lagging detections: an ellipse would leave a face's corner out
-        # whenever a box runs slightly off, so live masks fill their whole box.
-        shape = self.config.live_shape if self.live else self.config.shape
+    def _apply_movers(self, planes: list[np.ndarray], movers: Movers) -> list[tuple[int, int, int, int]]:
+        """Mask the moving silhouettes; returns their boxes."""
+        h, w = planes[0].shape[:2]
+        boxes = to_int_boxes(movers.boxes, w, h)
+        if not boxes:
+            return boxes
+        where = cv2.resize(movers.mask, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        if len(planes) == 1:
+            maskers.mask_boxes_where(planes[0], boxes, where, self.mode, fill=0)
+            return boxes
+        y, u, v = planes
+        maskers.mask_boxes_where(y, boxes, where, self.mode, fill=16)
+        ch, cw = u.shape
+        cwhere = cv2.resize(movers.mask, (cw, ch), interpolation=cv2.INTER_NEAREST).astype(bool)
+        cboxes = _chroma_boxes(boxes, cw, ch)
+        maskers.mask_boxes_where(u, cboxes, cwhere, self.mode, fill=128)
+        maskers.mask_boxes_where(v, cboxes, cwhere, self.mode, fill=128)
+        return boxes
+
+    def _guarding(self) -> bool:
+        """Whether moving regions that no face mask accounts for are masked (video, from its second frame)."""
+        return self.config.guard_motion and not self.config.motion_mask
+
+    def _apply(self, planes: list[np.ndarray], boxes: list[tuple[int, int, int, int]], shape: str) -> None:
         if len(planes) == 1:
             maskers.mask_boxes(planes[0], boxes, self.mode, shape, fill=0)
             return
         y, u, v = planes
         maskers.mask_boxes(y, boxes, self.mode, shape, fill=16)
         ch, cw = u.shape
-        cboxes = [(x1 // 2, y1 // 2, min(cw, (x2 + 1) // 2), min(ch, (y2 + 1) // 2))
-                  for x1, y1, x2, y2 in boxes]
+        cboxes = _chroma_boxes(boxes, cw, ch)
         maskers.mask_boxes(u, cboxes, self.mode, shape, fill=128)
         maskers.mask_boxes(v, cboxes, self.mode, shape, fill=128)
 
@@ -357,7 +402,6 @@ class Anonymizer:
                 if lag <= cfg.max_carry_s:
                     # Older results still update the tracks, but only a recent one vouches for the frame.
                     self._last_fresh = result.job.captured
-                    self._verified = result.job.blobs
                 if result.job.regions is None:
                     self._last_full = result.job.captured
                     self._sweep_s = result.ms / 1000
@@ -371,11 +415,10 @@ class Anonymizer:
                     # Nothing moved: nothing new to look at; the tracks stand and the result is fresh.
                     self._tracker.update(empty_boxes(), frame, [])
                     self._last_fresh = now
-                    self._verified = self._blobs
                     self._last_submit = now
                 else:
                     self._job = _Job(frame, now, [p.copy() for p in planes], small, regions, self._generation,
-                                     self._blobs, first=self._rounds == 1)
+                                     first=self._rounds == 1)
                     self._job_started = now
                     self._last_submit = now
                     self._wake.notify_all()

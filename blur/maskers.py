@@ -76,6 +76,20 @@ def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", sh
             roi[...] = rep
 
 
+def mask_boxes_where(img: np.ndarray, boxes: Iterable[Box], where: np.ndarray, mode: str = "pixelate",
+                     fill: float | tuple[float, ...] = 0) -> None:
+    """Mask the pixels of each box that are set in `where` (bool, H x W of img). The mosaic is cut per box,
+    so its cells grow with the region as they do for a face box."""
+    for x1, y1, x2, y2 in boxes:
+        if x2 <= x1 or y2 <= y1:
+            continue
+        roi = img[y1:y2, x1:x2]
+        sel = where[y1:y2, x1:x2]
+        if roi.ndim == 3:
+            sel = sel[..., None]
+        np.copyto(roi, _replacement(roi, mode, fill), where=sel)
+
+
 def mask_polygons(img: np.ndarray, polygon_mask: np.ndarray, mode: str = "pixelate",
                   fill: float | tuple[float, ...] = 0) -> None:
     """Mask the pixels where `polygon_mask` (bool, same H x W as img) is set."""

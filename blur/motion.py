@@ -5,8 +5,14 @@ to mask the head band of every moving blob without any detector."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+
+from blur.geometry import merge_regions, to_int_boxes
+
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 class MotionMap:
@@ -14,20 +20,29 @@ class MotionMap:
     # the background within a minute, and motion-gated detection stops looking at them.
     def __init__(self, *, history: int = 1500, min_area_frac: float = 0.0004) -> None:
         self._bg = cv2.createBackgroundSubtractorMOG2(history=history, varThreshold=25, detectShadows=False)
+        # Opening removes speckle noise; a small kernel, so a small face's blob survives it.
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.min_area_frac = min_area_frac
+        self._rate = 1.0 / history
         self.frames = 0
+        self.foreground: np.ndarray | None = None  # the newest foreground mask (255 = moving), cleaned
 
-    def update(self, gray_small: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Feed one frame; return foreground blobs as boxes in `gray_small` pixels (empty while learning)."""
-        fg = self._bg.apply(gray_small)
+    def update(self, small: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Feed one small frame (grey or 3 channels); return foreground blobs as boxes in its pixels
+        (empty while learning)."""
+        # The slow rate from the second frame on: MOG2's own start-up rate (1/frames) learns a slowly moving
+        # face into the background within a second, and nothing then looks at it. The cost is that people
+        # who walk away from where they stood in the first frame leave "moving" ghosts for a few seconds.
+        fg = self._bg.apply(small, learningRate=1.0 if self.frames == 0 else self._rate)
         self.frames += 1
-        if self.frames < 3:
+        if self.frames < 2:
             return []
-        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
         fg = cv2.dilate(fg, self._kernel, iterations=2)
+        self.foreground = fg
         n, _labels, stats, _ = cv2.connectedComponentsWithStats((fg > 0).astype(np.uint8), connectivity=8)
-        min_area = self.min_area_frac * gray_small.shape[0] * gray_small.shape[1]
+        min_area = self.min_area_frac * small.shape[0] * small.shape[1]
         out = []
         for i in range(1, n):
             x, y, w, h, area = stats[i]
@@ -46,8 +61,6 @@ def head_bands(blobs: np.ndarray, band: float = 0.35) -> np.ndarray:
 def detection_regions(blobs: np.ndarray, width: int, height: int, pad: float = 0.15,
                       band: float = 0.6) -> list[tuple[int, int, int, int]]:
     """Regions worth a detector pass: upper part of each blob, padded, clipped, overlaps merged."""
-    from blur.geometry import merge_regions, to_int_boxes
-
     if len(blobs) == 0:
         return []
     b = blobs.astype(np.float32, copy=True)
@@ -60,37 +73,38 @@ def detection_regions(blobs: np.ndarray, width: int, height: int, pad: float = 0
     return merge_regions(to_int_boxes(b, width, height))
 
 
-def unverified(blobs: np.ndarray, verified: np.ndarray, reach: float = 0.5) -> np.ndarray:
-    """Blobs that overlap none of the blobs the newest detection round looked at (each grown by `reach` of
-    its size, since people move between rounds): a person who just appeared, whom no detector has seen.
-    They are masked whole until a round looks at them, so a face is never shown before it was searched."""
-    if len(verified) == 0:
-        return blobs.astype(np.float32, copy=True)
-    v = verified.astype(np.float32, copy=True)
-    gw, gh = (v[:, 2] - v[:, 0]) * reach, (v[:, 3] - v[:, 1]) * reach
-    v[:, 0] -= gw
-    v[:, 2] += gw
-    v[:, 1] -= gh
-    v[:, 3] += gh
-    b = blobs.astype(np.float32)
-    overlap = ((b[:, None, 0] < v[None, :, 2]) & (b[:, None, 2] > v[None, :, 0])
-               & (b[:, None, 1] < v[None, :, 3]) & (b[:, None, 3] > v[None, :, 1]))
-    return b[~overlap.any(axis=1)]
+@dataclass
+class Movers:
+    """Moving regions that no face mask accounts for."""
+    boxes: np.ndarray  # (N, 4) full-frame pixels: one box around each moving piece
+    mask: np.ndarray   # uint8 at `scale` of the frame: the pieces themselves (255), filled and padded
+    scale: float
 
 
-def unexplained(blobs: np.ndarray, faces: np.ndarray, band: float = 0.6, inside: float = 0.5) -> np.ndarray:
-    """Head regions (upper `band` of each moving blob) that hold no face mask: at least `inside` of some
-    mask box must lie within the band. Catches tracks that drifted off a walking face between detection
-    rounds (the live detector lags the video) and people whose faces the detector missed; a person whose
-    face is tracked costs nothing extra."""
-    bands = blobs.astype(np.float32, copy=True)
-    bands[:, 3] = bands[:, 1] + (bands[:, 3] - bands[:, 1]) * band
-    if len(faces) == 0:
-        return bands
-    f = faces.astype(np.float32)
-    b = bands[:, None, :]
-    ix = np.clip(np.minimum(b[..., 2], f[None, :, 2]) - np.maximum(b[..., 0], f[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(b[..., 3], f[None, :, 3]) - np.maximum(b[..., 1], f[None, :, 1]), 0, None)
-    area = np.maximum((f[:, 2] - f[:, 0]) * (f[:, 3] - f[:, 1]), 1e-6)
-    explained = ((ix * iy) / area[None, :] >= inside).any(axis=1)
-    return bands[~explained]
+def unexplained(foreground: np.ndarray, faces: np.ndarray, scale: float, *, pad_px: float = 3.0) -> Movers:
+    """What moves outside every face mask.
+
+    `foreground` is the motion mask at `scale` of the frame; `faces` the face masks of this frame
+    (full-frame pixels). Whatever moves outside them is someone whose face the engine cannot vouch for
+    between detection rounds (just appeared, turned away, missed, cut off by the frame's edge, passing
+    behind someone) or something else moving: it is masked, as its silhouette grown by `pad_px`, so that a
+    face in any part of it is covered while the still scene around it stays visible. (Speckle noise was
+    removed when the foreground was made.)"""
+    rest = foreground.copy()
+    if len(faces):
+        for x1, y1, x2, y2 in np.round(faces[:, :4].astype(np.float32) * scale).astype(np.int32):
+            rest[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = 0
+    # A face's plain middle can match the background and split its silhouette: close small gaps and fill
+    # holes, so the whole face is inside.
+    rest = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, _CLOSE)
+    keep, _ = cv2.findContours(rest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mask = np.zeros_like(rest)
+    if not keep:
+        return Movers(np.zeros((0, 4), np.float32), mask, scale)
+    cv2.drawContours(mask, keep, -1, 255, thickness=cv2.FILLED)
+    pad = max(1, round(pad_px * scale))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1)))
+    rects = np.asarray([cv2.boundingRect(c) for c in keep], np.float32)
+    boxes = np.stack([rects[:, 0] - pad, rects[:, 1] - pad, rects[:, 0] + rects[:, 2] + pad,
+                      rects[:, 1] + rects[:, 3] + pad], 1)
+    return Movers(boxes / scale, mask, scale)

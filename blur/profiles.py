@@ -51,7 +51,8 @@ class AnonymizerConfig:
     max_carry_s: float = 0.8              # live: a result from an older frame is not carried forward as
                                           # fresh (flow cannot follow that far): fail closed instead
     lead_frames: float = 6.0              # live: moving masks reach this many frames of motion each way
-    guard_new_motion: bool = True         # live: mask moving blobs no detection round has looked at yet
+    guard_motion: bool = True             # video: mask whatever moves that no face mask accounts for (the
+                                          # silhouettes of people whose faces were missed or not yet found)
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
     extras: dict[str, float] = field(default_factory=dict)
