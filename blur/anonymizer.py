@@ -223,6 +223,10 @@ class Anonymizer:
             failsafe = self._error
             if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
                 failsafe = failsafe or "behind budget"
+        if failsafe is None and self._motion is not None and self._motion.scene_changed and self._guarding():
+            # No background to tell what moves (the camera turned, the light changed): nothing but the face
+            # masks would vouch for the frame.
+            failsafe = "scene changed"
         timings["detect"] = (time.perf_counter() - t2) * 1000
 
         t3 = time.perf_counter()

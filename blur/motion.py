@@ -18,15 +18,22 @@ _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 class MotionMap:
     # A long memory (60 s at 25 fps): with a short one, someone pacing the same few metres is learnt into
     # the background within a minute, and motion-gated detection stops looking at them.
-    def __init__(self, *, history: int = 1500, min_area_frac: float = 0.0004) -> None:
-        self._bg = cv2.createBackgroundSubtractorMOG2(history=history, varThreshold=25, detectShadows=False)
+    def __init__(self, *, history: int = 1500, min_area_frac: float = 0.0004, scene_change: float = 0.5,
+                 ) -> None:
+        self._history = history
+        self._bg = self._new_model()
         # Opening removes speckle noise; a small kernel, so a small face's blob survives it.
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.min_area_frac = min_area_frac
         self._rate = 1.0 / history
+        self.scene_change = scene_change
         self.frames = 0
         self.foreground: np.ndarray | None = None  # the newest foreground mask (255 = moving), cleaned
+        self.scene_changed = False  # the newest frame moved as a whole: the model was started again
+
+    def _new_model(self) -> cv2.BackgroundSubtractorMOG2:
+        return cv2.createBackgroundSubtractorMOG2(history=self._history, varThreshold=25, detectShadows=False)
 
     def update(self, small: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Feed one small frame (grey or 3 channels); return foreground blobs as boxes in its pixels
@@ -36,9 +43,18 @@ class MotionMap:
         # who walk away from where they stood in the first frame leave "moving" ghosts for a few seconds.
         fg = self._bg.apply(small, learningRate=1.0 if self.frames == 0 else self._rate)
         self.frames += 1
+        self.scene_changed = False
         if self.frames < 2:
             return []
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
+        if cv2.countNonZero(fg) > self.scene_change * fg.size:
+            # Most of the picture changed at once: the camera moved (a PTZ turn) or the light changed. The
+            # old background says nothing any more; learn the new one from this frame.
+            self._bg = self._new_model()
+            self._bg.apply(small, learningRate=1.0)
+            self.scene_changed = True
+            self.foreground = None
+            return []
         fg = cv2.dilate(fg, self._kernel, iterations=2)
         self.foreground = fg
         n, _labels, stats, _ = cv2.connectedComponentsWithStats((fg > 0).astype(np.uint8), connectivity=8)

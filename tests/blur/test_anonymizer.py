@@ -2,6 +2,7 @@ import threading
 import time
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -207,7 +208,8 @@ def _moving_face_frames(n: int, step: int):
 
 @pytest.mark.parametrize("track", [True, False])
 def test_tracking_keeps_a_moving_face_covered_between_detections(centerface, track):
-    cfg = FAST.with_(detect_every=6, track=track)
+    # The moving-silhouette guard would cover the face on its own: off, to see what tracking does.
+    cfg = FAST.with_(detect_every=6, track=track, guard_motion=False)
     anonymizer = Anonymizer(cfg, detector=centerface)
     covered, detected = [], 0
     for img, face in _moving_face_frames(24, 7):
@@ -219,6 +221,66 @@ def test_tracking_keeps_a_moving_face_covered_between_detections(centerface, tra
         assert all(covered)
     else:  # without tracking the boxes stay behind (or vanish) between detections
         assert not all(covered)
+
+
+def test_a_moving_face_the_detector_misses_is_masked_as_a_silhouette():
+    # A detector that finds nothing: from the second frame on, the moving portrait is masked because it
+    # moves, and only it: the still background around it is left as it was.
+    anonymizer = Anonymizer(FAST.with_(detect_every=6), detector=FixedBoxDetector([]))
+    for i, (img, face) in enumerate(_moving_face_frames(20, 9)):
+        frame = to_frame(img)
+        before = frame.to_ndarray(format="bgr24")  # the same colour round trip, unmasked
+        out, report = anonymizer.process(frame)
+        if i == 0:
+            continue
+        after = out.to_ndarray(format="bgr24")
+        assert changed_share(before, after, face) > 0.9, i
+        assert changed_share(before, after, (face[0] - 40, 0, face[2] + 40, 10), thr=0) == 0.0
+        assert not report.failsafe
+    assert changed_share(before, after, (600, 300, 640, 360), thr=0) == 0.0
+
+
+def test_a_slowly_moving_face_is_not_learnt_into_the_background():
+    # One pixel a frame for four seconds: the background model's start-up rate would have absorbed it.
+    anonymizer = Anonymizer(FAST.with_(detect_every=6), detector=FixedBoxDetector([]))
+    frames = list(_moving_face_frames(100, 1))
+    for img, _ in frames:
+        out, _ = anonymizer.process(to_frame(img))
+    img, face = frames[-1]
+    assert changed_share(img, out.to_ndarray(format="bgr24"), inner(face)) > 0.9
+
+
+def test_motion_is_seen_in_colour_not_only_brightness():
+    # A patch as bright as the ground it crosses, but of another colour (a dark head on dark grass).
+    anonymizer = Anonymizer(FAST.with_(detect_every=6), detector=FixedBoxDetector([]), mode="solid")
+    for i in range(12):
+        yuv = np.zeros((360, 640, 3), np.uint8)
+        yuv[...] = (100, 128, 128)
+        x = 100 + 12 * i
+        yuv[150:210, x : x + 50] = (100, 90, 170)  # same Y, other U and V
+        frame = to_frame(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR))
+        before = frame.to_ndarray(format="bgr24")
+        out, _ = anonymizer.process(frame)
+    after = out.to_ndarray(format="bgr24")
+    assert changed_share(before, after, (x + 5, 155, x + 45, 205)) > 0.9
+    assert changed_share(before, after, (500, 0, 640, 100), thr=0) == 0.0
+
+
+def test_a_camera_turn_masks_the_frame_and_the_new_view_is_learnt_at_once():
+    # A PTZ turn: the whole picture shifts. That frame leaves masked whole, with the reason; the background
+    # is learnt again from it, so the still new view is shown from the next frame on.
+    anonymizer = Anonymizer(FAST.with_(detect_every=6), detector=FixedBoxDetector([]))
+    view = background(1280, 360)
+    reports = []
+    for shift in [0] * 5 + [72] * 5:  # half a period of the view's stripes: everything changes
+        frame = to_frame(np.ascontiguousarray(view[:, shift : shift + 640]))
+        before = frame.to_ndarray(format="bgr24")
+        out, report = anonymizer.process(frame)
+        reports.append(report)
+    assert [r.reason for r in reports[:5]] == [None] * 5
+    assert reports[5].failsafe and reports[5].reason == "scene changed"
+    assert not any(r.failsafe for r in reports[6:])
+    assert changed_share(before, out.to_ndarray(format="bgr24"), (0, 0, 640, 360), thr=0) == 0.0
 
 
 def test_motion_mask_mode_masks_heads_of_moving_people_without_a_detector():
