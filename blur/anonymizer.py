@@ -339,14 +339,14 @@ class Anonymizer:
         boxes = to_int_boxes(movers.boxes, w, h)
         if not boxes:
             return boxes
-        where = cv2.resize(movers.mask, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        where = cv2.resize(movers.mask, (w, h), interpolation=cv2.INTER_NEAREST)
         if len(planes) == 1:
             maskers.mask_boxes_where(planes[0], boxes, where, self.mode, fill=0)
             return boxes
         y, u, v = planes
         maskers.mask_boxes_where(y, boxes, where, self.mode, fill=16)
         ch, cw = u.shape
-        cwhere = cv2.resize(movers.mask, (cw, ch), interpolation=cv2.INTER_NEAREST).astype(bool)
+        cwhere = cv2.resize(movers.mask, (cw, ch), interpolation=cv2.INTER_NEAREST)
         cboxes = _chroma_boxes(boxes, cw, ch)
         maskers.mask_boxes_where(u, cboxes, cwhere, self.mode, fill=128)
         maskers.mask_boxes_where(v, cboxes, cwhere, self.mode, fill=128)

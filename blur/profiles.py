@@ -35,13 +35,13 @@ class AnonymizerConfig:
     crowd_grow: tuple[float, float] = (2.2, 1.6)  # ...and its mask grows by (x, y) to cover missed faces
     # Video: how often detection runs and how boxes are carried between detections.
     detect_every: int = 1                 # offline: detect every N frames
-    detect_hz: float = 4.0                # live: detection rounds per second on the worker thread
+    detect_hz: float = 2.0                # live: detection rounds per second on the worker thread
     sweep_share: float = 0.25             # live: whole-frame rounds may take this share of a core...
     full_sweep_s: float = 5.0             # whole-frame round at least this often (people standing still);
                                           # offline (detect_every) counted as full_sweep_s * detect_hz rounds
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
     motion_scale: float = 2.0             # ...upscaled by this...
-    motion_max_pixels: int = 250_000      # ...within this many pixels (after upscaling) per round
+    motion_max_pixels: int = 150_000      # ...within this many pixels (after upscaling) per round
     motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
     track: bool = True                    # False only for diagnosis: boxes then hold for one frame
     track_persist: int = 2                # drop a track after this many detections in a row missed it
@@ -50,7 +50,7 @@ class AnonymizerConfig:
     max_result_age_s: float = 2.5         # live: newest applied detection may be at most this old
     max_carry_s: float = 0.8              # live: a result from an older frame is not carried forward as
                                           # fresh (flow cannot follow that far): fail closed instead
-    lead_frames: float = 6.0              # live: moving masks reach this many frames of motion each way
+    lead_frames: float = 2.0              # live: moving masks reach this many frames of motion each way
     guard_motion: bool = True             # video: mask whatever moves that no face mask accounts for (the
                                           # silhouettes of people whose faces were missed or not yet found)
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
