@@ -278,7 +278,8 @@ def plot(results: dict[str, dict[str, Any]]) -> Any:
     for i, (profile, res) in enumerate(results.items()):
         shares = [100 * (res["per_size"][lb]["uncovered_share"] or 0) for lb in labels]
         xs = np.arange(len(labels)) + (i - (len(results) - 1) / 2) * width
-        label = f"{profile} ({100 * (res['uncovered_share'] or 0):.2f} % overall, {res['frames']} frames)"
+        label = (f"{profile} ({100 * (res['uncovered_share'] or 0):.2f} % overall, {res['frames']} frames, "
+                 f"{100 * (res['changed_share_away_from_faces'] or 0):.0f} % of other pixels masked)")
         ax_bar.bar(xs, shares, width, label=label)
     ax_bar.axhline(100 * TARGET_UNCOVERED, color="red", linestyle="--", linewidth=1, label="target 0.5 %")
     ax_bar.set_xticks(np.arange(len(labels)), labels)
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{profile}: {res['uncovered']}/{res['face_frames']} face-frames uncovered "
                 f"({100 * (res['uncovered_share'] or 0):.2f} %), longest run {res['longest_uncovered_run']} "
                 f"frames, {res['failsafe_frames']} failsafe frames, "
+                f"{100 * (res['changed_share_away_from_faces'] or 0):.1f} % of other pixels changed, "
                 f"{res['ms_per_frame_median']:.1f} ms/frame median",
                 flush=True,
             )
