@@ -101,7 +101,6 @@ class Anonymizer:
         self._tracker = Tracker(self.config.track_persist, self.config.track_pad / 3)
         cfg = self.config
         self._motion = MotionMap() if (cfg.motion_gating or cfg.motion_mask or cfg.guard_motion) else None
-        self._blobs = np.zeros((0, 4), np.float32)
         self._prev_small: np.ndarray | None = None
         self._fg_scale = 1.0  # motion mask pixels per frame pixel
         self._frame = -1
@@ -186,8 +185,7 @@ class Anonymizer:
         small, sscale = self._small_grey(planes)
         if self._motion is not None:
             # At the flow resolution: at half of it, a 15 px face is 3 motion pixels and vanishes.
-            blobs = self._motion.update(self._small_colour(planes, small))
-            self._blobs = (np.asarray(blobs, np.float32).reshape(-1, 4) / sscale)
+            self._motion.update(self._small_colour(planes, small))
             self._fg_scale = sscale
         timings["motion"] = (time.perf_counter() - t0) * 1000
 
@@ -261,6 +259,12 @@ class Anonymizer:
         # Linear, not area: area resampling at a non-integer ratio costs ~40x more on a 720p plane.
         return cv2.resize(base, (_SMALL_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR), s
 
+    def _blobs(self) -> np.ndarray:
+        """This frame's moving blobs, in frame pixels."""
+        if self._motion is None:
+            return np.zeros((0, 4), np.float32)
+        return self._motion.blobs() / self._fg_scale
+
     @staticmethod
     def _small_colour(planes: list[np.ndarray], small: np.ndarray) -> np.ndarray:
         """Y, U, V (or B, G, R) at the size of `small`: motion on brightness alone misses a face that is
@@ -283,7 +287,7 @@ class Anonymizer:
         if not cfg.motion_gating or self._motion is None or self._motion.frames < 10 or due:
             self._last_full_round = self._rounds
             return None
-        return detection_regions(self._blobs, w, h)
+        return detection_regions(self._blobs(), w, h)
 
     def _run(self, detector: Detector, rgb: np.ndarray, regions: list[tuple[int, int, int, int]] | None,
              first: bool = True) -> np.ndarray:
@@ -324,8 +328,8 @@ class Anonymizer:
                 faces[:, 2:4] += lead
         bands = np.zeros((0, 4), np.float32)
         movers = None
-        if cfg.motion_mask and len(self._blobs):
-            bands = head_bands(self._blobs)
+        if cfg.motion_mask and self._motion is not None:
+            bands = head_bands(self._blobs())
         elif self._guarding() and self._motion is not None and self._motion.foreground is not None:
             # Between detection rounds only the face masks are vouched for: whatever else moves is masked.
             # Motion under an elliptic face mask is accounted for only inside the ellipse, not its box.

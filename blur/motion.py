@@ -31,21 +31,24 @@ class MotionMap:
         self.frames = 0
         self.foreground: np.ndarray | None = None  # the newest foreground mask (255 = moving), cleaned
         self.scene_changed = False  # the newest frame moved as a whole: the model was started again
+        self._blobs: np.ndarray | None = None
 
     def _new_model(self) -> cv2.BackgroundSubtractorMOG2:
         return cv2.createBackgroundSubtractorMOG2(history=self._history, varThreshold=25, detectShadows=False)
 
-    def update(self, small: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Feed one small frame (grey or 3 channels); return foreground blobs as boxes in its pixels
-        (empty while learning)."""
+    def update(self, small: np.ndarray) -> None:
+        """Feed one small frame (grey or 3 channels); `foreground` is then its moving pixels (None while
+        learning, and on a frame where the scene changed)."""
         # The slow rate from the second frame on: MOG2's own start-up rate (1/frames) learns a slowly moving
         # face into the background within a second, and nothing then looks at it. The cost is that people
         # who walk away from where they stood in the first frame leave "moving" ghosts for a few seconds.
         fg = self._bg.apply(small, learningRate=1.0 if self.frames == 0 else self._rate)
         self.frames += 1
         self.scene_changed = False
+        self.foreground = None
+        self._blobs = None
         if self.frames < 2:
-            return []
+            return
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
         if cv2.countNonZero(fg) > self.scene_change * fg.size:
             # Most of the picture changed at once: the camera moved (a PTZ turn) or the light changed. The
@@ -53,18 +56,21 @@ class MotionMap:
             self._bg = self._new_model()
             self._bg.apply(small, learningRate=1.0)
             self.scene_changed = True
-            self.foreground = None
-            return []
-        fg = cv2.dilate(fg, self._kernel, iterations=2)
-        self.foreground = fg
-        n, _labels, stats, _ = cv2.connectedComponentsWithStats((fg > 0).astype(np.uint8), connectivity=8)
-        min_area = self.min_area_frac * small.shape[0] * small.shape[1]
-        out = []
-        for i in range(1, n):
-            x, y, w, h, area = stats[i]
-            if area >= min_area:
-                out.append((int(x), int(y), int(x + w), int(y + h)))
-        return out
+            return
+        self.foreground = cv2.dilate(fg, self._kernel, iterations=2)
+
+    def blobs(self) -> np.ndarray:
+        """The newest frame's moving blobs as (N, 4) float boxes in small-frame pixels; computed when asked
+        (detection rounds and motion-mask mode need them, most frames do not)."""
+        if self._blobs is None:
+            self._blobs = np.zeros((0, 4), np.float32)
+            if self.foreground is not None:
+                fg = self.foreground
+                n, _labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+                big = stats[1:n][stats[1:n, cv2.CC_STAT_AREA] >= self.min_area_frac * fg.size]
+                x, y, w, h = (big[:, k].astype(np.float32) for k in range(4))
+                self._blobs = np.stack([x, y, x + w, y + h], 1).reshape(-1, 4)
+        return self._blobs
 
 
 def head_bands(blobs: np.ndarray, band: float = 0.35) -> np.ndarray:
