@@ -41,7 +41,7 @@ class AnonymizerConfig:
                                           # offline (detect_every) counted as full_sweep_s * detect_hz rounds
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
     motion_scale: float = 2.0             # ...upscaled by this...
-    motion_max_pixels: int = 150_000      # ...within this many pixels (after upscaling) per round
+    motion_max_pixels: int = 100_000      # ...within this many pixels (after upscaling) per round
     motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
     track: bool = True                    # False only for diagnosis: boxes then hold for one frame
     track_persist: int = 2                # drop a track after this many detections in a row missed it
