@@ -16,8 +16,9 @@ _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 class MotionMap:
-    # A long memory (60 s at 25 fps): with a short one, someone pacing the same few metres is learnt into
-    # the background within a minute, and motion-gated detection stops looking at them.
+    # Learning rate 1/history: something that stops moving becomes background after about 0.11 x history
+    # frames (165 frames, 6-7 s at 25 fps, measured); until then it is masked as a moving silhouette, and
+    # detection rounds and sweeps (every full_sweep_s) have that long to find its face.
     def __init__(self, *, history: int = 1500, min_area_frac: float = 0.0004, scene_change: float = 0.5,
                  ) -> None:
         self._history = history
