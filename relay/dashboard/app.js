@@ -230,11 +230,13 @@ function tileMessage(tile, text, kind) {
   if (kind) tile.el.dataset.state = kind;
 }
 
-async function openTile(cam, purpose, mode, caseRef) {
+// `replacing`: the tile of an earlier session of the same view, whose place the new tile takes.
+async function openTile(cam, purpose, mode, caseRef, replacing = null) {
   const key = `${cam.id}|${purpose}|${mode}`;
-  if (state.tiles.has(key)) return;
+  if (state.tiles.has(key) && state.tiles.get(key) !== replacing) return;
   const el = $("#tile").content.firstElementChild.cloneNode(true);
-  const tile = { key, cameraId: cam.id, el, pc: null, location: null };
+  const tile = { key, cameraId: cam.id, el, pc: null, location: null, cam, purpose, mode, caseRef,
+                 reopened: replacing ? replacing.reopened + 1 : 0 };
   state.tiles.set(key, tile);
   el.dataset.camera = cam.id;
   el.dataset.state = "connecting";
@@ -244,8 +246,8 @@ async function openTile(cam, purpose, mode, caseRef) {
   $(".tile-mode", el).classList.add(mode);
   paintHealth($(".health", el), cam.health);
   $(".close", el).addEventListener("click", () => closeTile(key));
-  $("#grid").append(el);
-  tileMessage(tile, "Connecting…", "");
+  if (replacing) replacing.el.replaceWith(el); else $("#grid").append(el);
+  tileMessage(tile, replacing ? "The camera was changed: reconnecting…" : "Connecting…", "");
 
   const pc = new RTCPeerConnection();
   tile.pc = pc;
@@ -293,9 +295,16 @@ async function watchSession(tile) {
   const response = await api(tile.location);
   if (response.status === 410 || response.status === 404) {
     clearInterval(tile.watch);
-    tileMessage(tile, response.status === 410 ? await reason(response) : "The session ended.", "ended");
+    const why = response.status === 410 ? await reason(response) : "The session ended.";
     tile.location = null;
     if (tile.pc) tile.pc.close();
+    // An admin changed the camera (source or privacy masks) and its stream restarted: open the view again,
+    // which asks the policy again and is logged as a new view. A few times, not in a loop.
+    if (why.includes("stream stopped") && tile.reopened < 3 && state.tiles.get(tile.key) === tile) {
+      openTile(tile.cam, tile.purpose, tile.mode, tile.caseRef, tile);
+      return;
+    }
+    tileMessage(tile, why, "ended");
   }
 }
 

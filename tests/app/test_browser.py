@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium, headless, driven by Playwright): sign in, play a
 camera over WHEP, read the pixels the browser shows, and see the faces masked and the video advance;
-a refused raw request shows the policy's reason; closing the tile ends the session."""
+a tile whose camera an admin changes opens the view again by itself; a refused raw request shows the
+policy's reason; closing the tile ends the session."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
@@ -50,6 +52,21 @@ def sign_in(page: Page, username: str, *, sees_cameras: bool = True) -> None:
         page.wait_for_selector("#whoami:not([hidden])", timeout=20_000)
 
 
+Masks = list[list[list[float]]]
+
+
+def set_privacy_masks(relay: Relay, source_url: str, masks: Masks) -> Masks:
+    """Set the camera's static masks through the admin API, as the policy admin; returns the old ones. (The
+    API never returns a source URL, so the camera's is given again.)"""
+    url = f"{relay.base_url}/api/cameras/{CAMERA}"
+    body = httpx.get(url, headers=relay.headers("admin")).raise_for_status().json()
+    old = body["privacy_masks"]
+    body = {k: v for k, v in body.items() if k not in ("has_credentials", "has_source")}
+    body |= {"privacy_masks": masks, "source_url": source_url}
+    httpx.put(url, json=body, headers=relay.headers("admin")).raise_for_status()
+    return old
+
+
 def play_raw_as_investigator(page: Page) -> Locator:
     """Sign in as the investigator and ask to play the camera raw for case TPE-2026-0777; its list row."""
     page.click("#sign-out")
@@ -61,7 +78,8 @@ def play_raw_as_investigator(page: Page) -> Locator:
     return row
 
 
-def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe, tmp_path: Path) -> None:
+def test_dashboard_plays_masked_video_in_chromium(relay: Relay, rtsp_url: str, faces: FaceProbe,
+                                                  tmp_path: Path) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -96,6 +114,25 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, faces: FaceProbe
             assert float(np.abs(images[0].astype(int) - images[-1].astype(int)).mean()) > 1.0
             worst = max(max(faces.scores(img)) for img in images)
             assert worst < 0.5, f"the browser showed a recognizable face (match {worst:.2f})"
+
+            # An admin changes the camera's privacy masks: its stream restarts and the session ends; the
+            # tile opens the view again by itself (asked of the policy again, logged as a new view).
+            first = set(relay.app.state.whep.sessions)
+            original = set_privacy_masks(relay, rtsp_url, [[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]])
+            try:
+                deadline = time.monotonic() + 30
+                while not (set(relay.app.state.whep.sessions) - first) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                (again,) = set(relay.app.state.whep.sessions) - first
+                page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
+                assert not (first & set(relay.app.state.whep.sessions)), "the first session did not end"
+                assert [e for e in relay.audit(kind="view.start", actor="operator")
+                        if e.details.get("session_id") == again]
+                t0 = grab(page)[0]
+                time.sleep(1.0)
+                assert grab(page)[0] > t0, "the reopened view does not advance"
+            finally:
+                set_privacy_masks(relay, rtsp_url, original)
 
             # Closing the tile ends the session (DELETE), and the log says so.
             sessions_before = set(relay.app.state.whep.sessions)
