@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from blur import PROFILES, Anonymizer, FrameReport, make_detector, maskers
-from tests.blur.scenes import background, changed_share, inner, scene, to_frame
+from tests.blur.scenes import FACE_IN_CROP, background, changed_share, inner, scene, to_frame
 from tests.support.detectors import FixedBoxDetector, RaisingDetector, StallingDetector
 
 # One native-scale pass keeps the tests quick; the profiles' multi-scale search is the benchmark's job.
@@ -248,6 +248,28 @@ def test_a_slowly_moving_face_is_not_learnt_into_the_background():
         out, _ = anonymizer.process(to_frame(img))
     img, face = frames[-1]
     assert changed_share(img, out.to_ndarray(format="bgr24"), inner(face)) > 0.9
+
+
+def test_someone_who_stops_stays_masked_by_their_face_track_after_becoming_background(centerface):
+    # Walks in, then stands still for 8 s at 25 fps: longer than the ~165 frames after which the
+    # background model takes them in. By then their silhouette is gone (their shoulder shows again) but
+    # the face track that detection rounds found keeps the face masked.
+    anonymizer = Anonymizer(FAST.with_(detect_every=6), detector=centerface)
+    walk = [scene(40 + 8 * i, 90) for i in range(20)]
+    stand = [walk[-1]] * 200
+    face = walk[-1][1]
+    x, y = face[0] - FACE_IN_CROP[0], face[1] - FACE_IN_CROP[1]  # where the portrait was pasted
+    shoulder = (x + 2, y + 60, x + 25, y + 120)  # beside the face mask
+    for i, (img, _) in enumerate(walk + stand):
+        frame = to_frame(img)
+        before = frame.to_ndarray(format="bgr24")
+        out, report = anonymizer.process(frame)
+        if i == len(walk) + 25:  # standing for a second: still a moving silhouette
+            assert changed_share(before, out.to_ndarray(format="bgr24"), shoulder) > 0.9
+    after = out.to_ndarray(format="bgr24")
+    assert not report.failsafe
+    assert changed_share(before, after, inner(face)) > 0.9
+    assert changed_share(before, after, shoulder, thr=0) == 0.0
 
 
 def test_motion_is_seen_in_colour_not_only_brightness():
