@@ -312,8 +312,8 @@ def plot(results: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
-def _earlier_runs(data: dict[str, Any], rerun: list[str]) -> dict[str, Any]:
-    path = RESULTS_DIR / "privacy_video.json"
+def _earlier_runs(name: str, data: dict[str, Any], rerun: list[str]) -> dict[str, Any]:
+    path = RESULTS_DIR / f"{name}.json"
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
@@ -327,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=400, help="clip length in frames (default 400, 16 s)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--stops",
+        type=int,
+        default=0,
+        help="add N people who walk in and stand still to the end (results: privacy_video_stops.*)",
+    )
     parser.add_argument("--profiles", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument(
         "--quality-frames",
@@ -342,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="privacy-video-") as tmp:
-        truth = make_clip(Path(tmp) / "clip.mp4", n_frames=args.frames, seed=args.seed)
+        truth = make_clip(Path(tmp) / "clip.mp4", n_frames=args.frames, seed=args.seed, stops=args.stops)
+        name = "privacy_video_stops" if args.stops else "privacy_video"
         data = {
             "benchmark": "privacy_video",
             "criterion": {
@@ -350,13 +357,13 @@ def main(argv: list[str] | None = None) -> int:
                 "target_uncovered_share": TARGET_UNCOVERED,
                 "target_longest_run_frames": TARGET_MAX_RUN,
             },
-            "clip": truth.describe() | {"seed": args.seed, "h264_crf": 23},
+            "clip": truth.describe() | {"seed": args.seed, "h264_crf": 23, "stops": args.stops},
             "realtime_detect_every_frames": detect_every(truth.fps),
             "engine": engine_version(),
             "profiles": {},
         }
         if args.merge:
-            data["profiles"] = _earlier_runs(data, args.profiles)
+            data["profiles"] = _earlier_runs(name, data, args.profiles)
         for profile in args.profiles:
             limit = args.quality_frames if profile == "quality" else None
             res = run_profile(truth, profile, limit)
@@ -370,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             # Written after every run, so a long quality run that is cut short keeps what was measured.
-            write_results("privacy_video", data, plot(data["profiles"]))
+            write_results(name, data, plot(data["profiles"]))
     return 0
 
 

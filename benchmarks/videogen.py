@@ -55,15 +55,17 @@ class Track:
     ]  # quadratic Bezier: p0 -> p2 with control point p1 (p1 on the chord for straight paths)
     size0: float  # face height in px at the start
     size1: float  # ... and at the end
-    kind: str  # "crossing", "curved" or "appearing"
+    kind: str  # "crossing", "curved", "appearing" or "stopping"
     speed: float  # face heights per second along the path
+    moving: int | None = None  # "stopping": frames spent walking the path; then it stands at its end
 
     def state(self, frame: int) -> tuple[float, float, float] | None:
         """Face centre (x, y) and height at `frame`, or None when the track is not live."""
         t = frame - self.start
         if t < 0 or t >= self.duration:
             return None
-        u = t / max(1, self.duration - 1)
+        walk = self.duration if self.moving is None else self.moving
+        u = min(1.0, t / max(1, walk - 1))
         a, b, c = (1 - u) ** 2, 2 * u * (1 - u), u**2
         x = a * self.p0[0] + b * self.p1[0] + c * self.p2[0]
         y = a * self.p0[1] + b * self.p1[1] + c * self.p2[1]
@@ -103,7 +105,8 @@ class ClipTruth:
             "fps": self.fps,
             "face_tracks": len(self.tracks),
             "track_kinds": {
-                k: sum(t.kind == k for t in self.tracks) for k in ("crossing", "curved", "appearing")
+                k: sum(t.kind == k for t in self.tracks)
+                for k in ("crossing", "curved", "appearing", "stopping")
             },
             "faces_per_frame": {"min": min(live), "median": float(np.median(live)), "max": max(live)},
             "face_frames_scored": int(sum(live)),
@@ -215,6 +218,30 @@ def make_tracks(
     return tracks
 
 
+def stopping_tracks(crops: list[FaceCrop], count: int, first_id: int, n_frames: int, width: int, height: int,
+                    fps: int, rng: np.random.Generator) -> list[Track]:
+    """People who walk in and then wait (at a crossing, a bus stop): each walks 1–3 s from the picture's
+    edge to a point inside it, then stands there to the end of the clip, longer than the ~6.6 s after which
+    a background model takes in someone who stopped."""
+    out = []
+    for i in range(count):
+        size = float(math.exp(rng.uniform(math.log(20.0), math.log(MAX_SIZE))))
+        crop = crops[int(rng.integers(len(crops)))]
+        start = int(rng.integers(0, max(1, n_frames // 8)))
+        moving = int(rng.integers(fps, 3 * fps))
+        p2 = np.array([rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height])
+        side = int(rng.integers(4))
+        p0 = np.array([[-size, p2[1]], [width + size, p2[1]], [p2[0], -size], [p2[0], height + size]][side])
+        mid = (p0 + p2) / 2
+        out.append(Track(
+            track_id=first_id + i, crop=crop, start=start, duration=n_frames - start,
+            p0=(float(p0[0]), float(p0[1])), p1=(float(mid[0]), float(mid[1])),
+            p2=(float(p2[0]), float(p2[1])), size0=size, size1=size, kind="stopping",
+            speed=float(np.linalg.norm(p2 - p0)) / size / (moving / fps), moving=moving,
+        ))
+    return out
+
+
 def _on_screen(track: Track, frame: int, width: int, height: int) -> bool:
     state = track.state(frame)
     if state is None:
@@ -235,8 +262,10 @@ def make_clip(
     seed: int = 2026,
     data_dir: Path | None = None,
     crf: int = 23,
+    stops: int = 0,
 ) -> ClipTruth:
-    """Render the clip, encode it to H.264 MP4 at `out_path`, and return the per-frame truth."""
+    """Render the clip, encode it to H.264 MP4 at `out_path`, and return the per-frame truth. `stops`: add
+    that many people who walk in and then stand still (drawn in front; the rest of the clip is unchanged)."""
     data = data_dir or shared_data_dir()
     rng = np.random.default_rng(seed)
     backgrounds = _background_frames(data / "videos" / "vtest_h264.mp4")
@@ -244,6 +273,9 @@ def make_clip(
     height, width = backgrounds[0].shape[:2]
     crops = load_face_crops(data)
     tracks = make_tracks(crops, n_frames, width, height, fps, rng)
+    if stops:
+        more = np.random.default_rng([seed, 1])  # its own stream: the other tracks stay as they were
+        tracks += stopping_tracks(crops, stops, len(tracks), n_frames, width, height, fps, more)
     truth = ClipTruth(out_path, width, height, fps, tracks=tracks)
 
     container = av.open(str(out_path), mode="w")
