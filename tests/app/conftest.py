@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 RTSP_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"
 WIDTH, HEIGHT, FPS = 640, 360, 25
 # Two faces big enough for the realtime profile at 640x360, walking across the street.
-# They walk side by side and never cross: these tests check what the relay delivers, not the engine's
-# known gap when one person passes in front of another (measured in benchmarks/privacy_video.py).
+# They walk side by side and never cross: these tests check what the relay delivers; crossings, entries
+# and people who stop are the engine's, measured in benchmarks/privacy_video.py.
 WALKERS = (Walker(height=80, y=150, x0=40, speed=4.0), Walker(height=56, y=262, x0=340, speed=4.0))
 CAMERA = "cam-test"
 PASSWORD = "correct horse battery staple"
