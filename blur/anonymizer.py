@@ -354,8 +354,8 @@ class Anonymizer:
         ch, cw = u.shape
         cwhere = cv2.resize(movers.mask, (cw, ch), interpolation=cv2.INTER_NEAREST)
         cboxes = _chroma_boxes(boxes, cw, ch)
-        maskers.fill_boxes_where(u, cboxes, cwhere, 128)
-        maskers.fill_boxes_where(v, cboxes, cwhere, 128)
+        maskers.mask_boxes_where(u, cboxes, cwhere, "solid", fill=128)
+        maskers.mask_boxes_where(v, cboxes, cwhere, "solid", fill=128)
         return boxes
 
     def _guarding(self) -> bool:

@@ -88,14 +88,6 @@ def mask_boxes_where(img: np.ndarray, boxes: Iterable[Box], where: np.ndarray, m
         cv2.copyTo(_replacement(roi, mode, fill), where[y1:y2, x1:x2], roi)
 
 
-def fill_boxes_where(img: np.ndarray, boxes: Iterable[Box], where: np.ndarray, value: float) -> None:
-    """Set the pixels of each box that are set in `where` (uint8, non-zero) to `value`."""
-    for x1, y1, x2, y2 in boxes:
-        if x2 > x1 and y2 > y1:
-            roi = img[y1:y2, x1:x2]
-            cv2.copyTo(np.full(roi.shape, value, roi.dtype), where[y1:y2, x1:x2], roi)
-
-
 def mask_polygons(img: np.ndarray, polygon_mask: np.ndarray, mode: str = "pixelate",
                   fill: float | tuple[float, ...] = 0) -> None:
     """Mask the pixels where `polygon_mask` (bool, same H x W as img) is set."""

@@ -100,8 +100,7 @@ def detection_regions(blobs: np.ndarray, width: int, height: int, pad: float = 0
 class Movers:
     """Moving regions that no face mask accounts for."""
     boxes: np.ndarray  # (N, 4) full-frame pixels: one box around each moving piece
-    mask: np.ndarray   # uint8 at `scale` of the frame: the pieces themselves (255), filled and padded
-    scale: float
+    mask: np.ndarray   # uint8 at the foreground's scale: the pieces themselves (255), filled and padded
 
 
 def unexplained(foreground: np.ndarray, faces: np.ndarray, scale: float, *, pad_px: float = 3.0) -> Movers:
@@ -123,11 +122,11 @@ def unexplained(foreground: np.ndarray, faces: np.ndarray, scale: float, *, pad_
     keep, _ = cv2.findContours(rest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     mask = np.zeros_like(rest)
     if not keep:
-        return Movers(np.zeros((0, 4), np.float32), mask, scale)
+        return Movers(np.zeros((0, 4), np.float32), mask)
     cv2.drawContours(mask, keep, -1, 255, thickness=cv2.FILLED)
     pad = max(1, round(pad_px * scale))
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1)))
     rects = np.asarray([cv2.boundingRect(c) for c in keep], np.float32)
     boxes = np.stack([rects[:, 0] - pad, rects[:, 1] - pad, rects[:, 0] + rects[:, 2] + pad,
                       rects[:, 1] + rects[:, 3] + pad], 1)
-    return Movers(boxes / scale, mask, scale)
+    return Movers(boxes / scale, mask)
