@@ -9,7 +9,6 @@ admin API, audit API, public register)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ from policies.service import CameraRuntime
 from relay import whep
 from relay.cameras import CameraManager
 from relay.config import RelaySettings, load_settings
+from relay.health import CameraHealth
 from relay.housekeeping import cancel, follow_cameras, keep_retention
 from relay.services import Services, Viewer, install, services
 from relay.sessions import SessionRegistry
@@ -77,22 +77,12 @@ def _camera_fingerprint(ctx: PolicyContext) -> Callable[[], tuple[Any, ...]]:
     return fingerprint
 
 
-def health_summary(health: Any) -> dict[str, Any]:
+def health_summary(health: CameraHealth | None) -> dict[str, Any]:
     """A camera's health as plain JSON, limited to fields that hold no secrets."""
     if health is None:
         return {"state": "idle", "connected": False}
-    if dataclasses.is_dataclass(health):
-        raw = dataclasses.asdict(health)  # type: ignore[arg-type]
-    elif hasattr(health, "model_dump"):
-        raw = health.model_dump()
-    elif isinstance(health, dict):
-        raw = dict(health)
-    else:
-        raw = {k: getattr(health, k) for k in _HEALTH_FIELDS if hasattr(health, k)}
-    out = {k: raw[k] for k in _HEALTH_FIELDS if k in raw}
-    if "state" not in out:
-        out["state"] = "up" if out.get("connected") else "down"
-    return out
+    raw = health.to_dict()
+    return {k: raw[k] for k in _HEALTH_FIELDS}
 
 
 def create_app(settings: RelaySettings | None = None, *, context: PolicyContext | None = None) -> FastAPI:
