@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from policies.audit import AuditLog
-from policies.context import PolicySettings
+from policies.context import PolicyContext, PolicySettings
 from policies.db import Database
 from policies.models import Role, User
 from policies.service import Principal
@@ -263,8 +263,34 @@ def bearer_token(request: Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
+    """The caller's address, as the access log records it ("" when unknown)."""
     return request.client.host if request.client else ""
+
+
+def has_permission(ctx: PolicyContext, principal: Principal, permission: str) -> bool:
+    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...)."""
+    return permission in ctx.auth.permissions(principal)
+
+
+def authorize(request: Request, permission: str | None = None) -> Principal:
+    """The request's Principal, or HTTPException 401 (no/bad token, logged `auth.refused`) / 403 (the roles
+    lack `permission`, logged `auth.forbidden`). Blocking: the database is asked."""
+    ctx = request.app.state.policies
+    where = {"method": request.method, "path": request.url.path, "client": client_address(request)}
+    try:
+        principal = ctx.auth.authenticate(bearer_token(request))
+    except AuthError as exc:
+        ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
+                         details={**where, "status": exc.status})
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
+    if permission is not None and not has_permission(ctx, principal, permission):
+        ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
+                         decision="deny", reason=f"missing permission: {permission}",
+                         details={**where, "status": 403})
+        raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
+    return principal
 
 
 def require(permission: str | None = None) -> Callable[..., Principal]:
@@ -273,21 +299,7 @@ def require(permission: str | None = None) -> Callable[..., Principal]:
         raise ValueError(f"unknown permission {permission!r}")
 
     def dependency(request: Request) -> Principal:
-        ctx = request.app.state.policies
-        where = {"method": request.method, "path": request.url.path, "client": _client(request)}
-        try:
-            principal = ctx.auth.authenticate(bearer_token(request))
-        except AuthError as exc:
-            ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
-                             details={**where, "status": exc.status})
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
-        if permission is not None and permission not in ctx.auth.permissions(principal):
-            ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
-                             decision="deny", reason=f"missing permission: {permission}",
-                             details={**where, "status": 403})
-            raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
-        return principal
+        return authorize(request, permission)
 
     return dependency
 
@@ -304,7 +316,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 def login(body: LoginBody, request: Request) -> dict[str, Any]:
     ctx = request.app.state.policies
     try:
-        token = ctx.auth.login(body.username, body.password, client=_client(request))
+        token = ctx.auth.login(body.username, body.password, client=client_address(request))
     except AuthError as exc:
         extra = {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))} if exc.status == 429 else {}
         raise HTTPException(exc.status, detail=str(exc),

@@ -9,24 +9,33 @@ admin API, audit API, public register)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import select
 
-from policies.auth import AuthError, require
-from policies.context import PolicyContext
-from policies.service import CameraRuntime, Principal
+import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
+from policies import api, audit_api, auth, register
+from policies.auth import authorize, bearer_token
+from policies.context import PolicyContext, build_context
+from policies.models import Camera
+from policies.service import CameraRuntime
+from relay import whep
+from relay.cameras import CameraManager
 from relay.config import RelaySettings, load_settings
+from relay.health import CameraHealth
+from relay.housekeeping import cancel, follow_cameras, keep_retention
+from relay.services import Services, Viewer, install, services
+from relay.sessions import SessionRegistry
 
 log = logging.getLogger("relay.app")
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -36,9 +45,6 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 # Health fields safe to show any viewer (never the source URL, redacted or not: that is for admins).
 _HEALTH_FIELDS = ("state", "connected", "fps_in", "fps_out", "last_frame_age_s", "reconnects", "failures",
                   "viewers", "failsafe_frames", "dropped_frames", "last_error", "width", "height", "frozen")
-
-
-Viewer = Annotated[Principal, Depends(require("view"))]
 
 
 def _resolver(ctx: PolicyContext) -> Callable[[str], CameraRuntime | None]:
@@ -51,10 +57,6 @@ def _resolver(ctx: PolicyContext) -> Callable[[str], CameraRuntime | None]:
 
 def _camera_lister(ctx: PolicyContext) -> Callable[[], list[CameraRuntime]]:
     def cameras() -> list[CameraRuntime]:
-        from sqlalchemy import select
-
-        from policies.models import Camera
-
         with ctx.db.session() as s:
             ids = list(s.scalars(select(Camera.id).where(Camera.enabled.is_(True)).order_by(Camera.id)))
         return [rt for cid in ids if (rt := ctx.service.camera_runtime(cid)) is not None and rt.enabled]
@@ -68,10 +70,6 @@ def _camera_fingerprint(ctx: PolicyContext) -> Callable[[], tuple[Any, ...]]:
     committed out of order would hide the older one from a maximum."""
 
     def fingerprint() -> tuple[Any, ...]:
-        from sqlalchemy import select
-
-        from policies.models import Camera
-
         with ctx.db.session() as s:
             rows = s.execute(select(Camera.id, Camera.updated_at, Camera.enabled).order_by(Camera.id))
             return tuple(tuple(row) for row in rows)
@@ -79,32 +77,12 @@ def _camera_fingerprint(ctx: PolicyContext) -> Callable[[], tuple[Any, ...]]:
     return fingerprint
 
 
-def health_summary(health: Any) -> dict[str, Any]:
+def health_summary(health: CameraHealth | None) -> dict[str, Any]:
     """A camera's health as plain JSON, limited to fields that hold no secrets."""
     if health is None:
         return {"state": "idle", "connected": False}
-    if dataclasses.is_dataclass(health):
-        raw = dataclasses.asdict(health)  # type: ignore[arg-type]
-    elif hasattr(health, "model_dump"):
-        raw = health.model_dump()
-    elif isinstance(health, dict):
-        raw = dict(health)
-    else:
-        raw = {k: getattr(health, k) for k in _HEALTH_FIELDS if hasattr(health, k)}
-    out = {k: raw[k] for k in _HEALTH_FIELDS if k in raw}
-    if "state" not in out:
-        out["state"] = "up" if out.get("connected") else "down"
-    return out
-
-
-def has_permission(ctx: PolicyContext, principal: Principal, permission: str) -> bool:
-    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...)."""
-    return permission in ctx.auth.permissions(principal)
-
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    raw = health.to_dict()
+    return {k: raw[k] for k in _HEALTH_FIELDS}
 
 
 def create_app(settings: RelaySettings | None = None, *, context: PolicyContext | None = None) -> FastAPI:
@@ -113,18 +91,11 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from policies.context import build_context
-        from relay.cameras import CameraManager
-        from relay.housekeeping import cancel, follow_cameras, keep_retention
-        from relay.whep import WhepSessions
-
         ctx = context or build_context(settings)
-        app.state.policies = ctx
-        app.state.settings = settings
         manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec,
                                 cameras=_camera_lister(ctx))
-        app.state.cameras = manager
-        app.state.whep = WhepSessions(ctx, manager, settings)
+        sessions = SessionRegistry(ctx.service, settings.session_check_s)
+        install(app, Services(context=ctx, cameras=manager, sessions=sessions, settings=settings))
         await manager.start()
         follow = follow_cameras(manager.sync, _camera_fingerprint(ctx), settings.camera_sync_s)
         jobs = [asyncio.create_task(follow, name="follow-cameras"),
@@ -134,7 +105,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             yield
         finally:
             await cancel(jobs)
-            await app.state.whep.close_all("relay shutting down")
+            await sessions.close_all("relay shutting down")
             await manager.stop()
             if context is None:
                 ctx.db.dispose()
@@ -161,23 +132,15 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    _mount_policy_routers(app)
-    from relay.whep import router as whep_router
-
-    app.include_router(whep_router)
-    _add_relay_routes(app, settings)
+    for module in (auth, api, audit_api, register):
+        app.include_router(module.router)
+    app.include_router(whep.router)
+    _add_relay_routes(app)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
     return app
 
 
-def _mount_policy_routers(app: FastAPI) -> None:
-    from policies import api, audit_api, auth, register
-
-    for module in (auth, api, audit_api, register):
-        app.include_router(module.router)
-
-
-def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
+def _add_relay_routes(app: FastAPI) -> None:
     @app.get("/healthz", tags=["relay"], include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
@@ -186,44 +149,30 @@ def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
     async def dashboard() -> FileResponse:
         return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html")
 
-    async def metrics_access(request: Request) -> None:
-        # Prometheus scrapes with a static token; a signed-in admin may look too. Refusals are logged.
-        ctx: PolicyContext = request.app.state.policies
+    def metrics_access(request: Request) -> None:
+        # Prometheus scrapes with a static token; a signed-in admin may look too. Refusals are logged (as
+        # denials) by the auth gate.
         token = bearer_token(request)
-        scrape = settings.metrics_token
+        scrape = services(request).settings.metrics_token
         if token and scrape and hmac.compare_digest(token.encode(), scrape.encode()):
             return
-
-        if not token:
-            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous", decision="deny",
-                                    reason="no credentials", details={"path": "/metrics"})
-            raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
         try:
-            principal = await asyncio.to_thread(ctx.auth.authenticate, token)
-        except AuthError as exc:
-            await asyncio.to_thread(ctx.audit.append, "auth.refused", actor="anonymous", decision="deny",
-                                    reason=f"bad credentials: {exc}", details={"path": "/metrics"})
-            raise HTTPException(401, "invalid or expired token",
-                                headers={"WWW-Authenticate": "Bearer"}) from None
-        if not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
-            await asyncio.to_thread(ctx.audit.append, "auth.forbidden", actor=principal.username,
-                                    roles=list(principal.roles), decision="deny",
-                                    reason="metrics need the admin right",
-                                    details={"path": "/metrics"})
-            raise HTTPException(403, "metrics need the admin right or the scrape token")
+            authorize(request, "admin")
+        except HTTPException as exc:
+            if exc.status_code != 403:
+                raise
+            raise HTTPException(403, "metrics need the admin right or the scrape token") from None
 
     @app.get("/metrics", tags=["relay"], dependencies=[Depends(metrics_access)])
     async def metrics() -> Response:
-        import relay.metrics  # noqa: F401  (registers the relay's metrics)
-
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/live/cameras", tags=["relay"])
     async def list_cameras(request: Request, principal: Viewer) -> JSONResponse:
         """Cameras the caller may watch, each with its approved purposes and a health summary."""
-        ctx: PolicyContext = request.app.state.policies
-        cameras = await asyncio.to_thread(ctx.service.cameras_for, principal)
-        health = request.app.state.cameras.health()
+        svc = services(request)
+        cameras = await asyncio.to_thread(svc.context.service.cameras_for, principal)
+        health = svc.cameras.health()
         out = []
         for cam in cameras:
             item = {k: v for k, v in dict(cam).items() if k not in _SECRET_KEYS}
@@ -233,11 +182,11 @@ def _add_relay_routes(app: FastAPI, settings: RelaySettings) -> None:
 
     @app.get("/api/live/cameras/{camera_id}/health", tags=["relay"])
     async def camera_health(camera_id: str, request: Request, principal: Viewer) -> JSONResponse:
-        ctx: PolicyContext = request.app.state.policies
-        cameras = await asyncio.to_thread(ctx.service.cameras_for, principal)
+        svc = services(request)
+        cameras = await asyncio.to_thread(svc.context.service.cameras_for, principal)
         if not any(dict(c).get("id") == camera_id for c in cameras):
             raise HTTPException(404, f"no camera {camera_id!r} among the cameras you may watch")
-        health = request.app.state.cameras.health().get(camera_id)
+        health = svc.cameras.health().get(camera_id)
         return JSONResponse({"id": camera_id, **health_summary(health)})
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from blur import Anonymizer
 from relay.encoder import CODECS
 from relay.health import CameraHealth
 from relay.hub import Subscription
@@ -59,8 +60,6 @@ class CameraSpec:
 
 
 def default_anonymizer(camera: CameraSpec) -> FrameAnonymizer:
-    from blur import Anonymizer
-
     return Anonymizer(profile="realtime", mode="pixelate", masks=[list(p) for p in camera.privacy_masks],
                       live=True)
 

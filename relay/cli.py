@@ -7,12 +7,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from blur.cli import register as register_blur
+from policies.cli import register as register_policies
+from relay.commands import register as register_relay
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from blur.cli import register as register_blur
-    from policies.cli import register as register_policies
-    from relay.commands import register as register_relay
-
     parser = argparse.ArgumentParser(prog="cctv-relay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     register_blur(sub)

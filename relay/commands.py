@@ -4,8 +4,19 @@ embedded: SQLite, default policy, demo users, a sample camera)."""
 from __future__ import annotations
 
 import argparse
+import logging
+import socket
 import sys
 from pathlib import Path
+
+import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
+
+from policies.context import build_context
+from relay.app import create_app
+from relay.config import ConfigError, load_settings
+from relay.demo import DemoError, run
+from relay.errors import first_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,8 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _configure_logging() -> None:
     """The project's own INFO messages (cameras connecting, sessions ending, retention) beside uvicorn's;
     libraries (aiortc, aioice) stay at WARNING, their INFO is per-packet chatter."""
-    import logging
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-9s %(name)s: %(message)s")
     for name in ("relay", "policies", "blur"):
         logging.getLogger(name).setLevel(logging.INFO)
@@ -41,8 +50,6 @@ def _configure_logging() -> None:
 def _port_problem(host: str, port: int) -> str | None:
     """Why the listener cannot bind, asked before starting anything (uvicorn would start the app, then
     fail with a log line and exit 3)."""
-    import socket
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -63,13 +70,6 @@ def _fail(message: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from policies.context import build_context
-    from relay.app import create_app
-    from relay.config import ConfigError, load_settings
-
     try:
         settings = load_settings(args.config, host=args.host, port=args.port)
     except ConfigError as exc:
@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (SQLAlchemyError, OSError) as exc:
         # The URL may carry a password: say which kind of database failed, not the URL.
         kind = settings.database_url.split(":", 1)[0]
-        return _fail(f"cannot open the {kind} database: {type(exc).__name__}: {_first_line(exc)}")
+        return _fail(f"cannot open the {kind} database: {type(exc).__name__}: {first_line(exc)}")
     if problem := _port_problem(settings.host, settings.port):
         ctx.db.dispose()
         return _fail(problem)
@@ -92,14 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0][:200] if text else ""
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from relay.demo import DemoError, run
-
     if problem := _port_problem(args.host, args.port):
         return _fail(problem)
     _configure_logging()

@@ -26,6 +26,7 @@ import av
 import av.error
 import numpy as np
 
+from relay import metrics
 from relay.health import RateMeter, SourceHealth, State
 
 log = logging.getLogger("relay.sources")
@@ -234,8 +235,6 @@ class Source:
         if self._thread is not None:
             self._thread.join(timeout)
         self._set(state="stopped", connected=False)
-        from relay import metrics
-
         metrics.CAMERA_UP.labels(self.label).set(0)
 
     def health(self) -> SourceHealth:
@@ -279,8 +278,6 @@ class Source:
                 with self._lock:
                     self._failures += 1
                 self._set(state="down", connected=False, last_error=message)
-                from relay import metrics
-
                 metrics.SOURCE_FAILURES.labels(self.label).inc()
                 metrics.CAMERA_UP.labels(self.label).set(0)
                 # A camera that stays down logs once per distinct error, not once per retry.
@@ -314,8 +311,6 @@ class Source:
         return delivered
 
     def _decode(self, container: av.container.InputContainer, plan: OpenPlan, delivered: bool) -> bool:
-        from relay import metrics
-
         opts = self.options
         if not container.streams.video:
             raise SourceError("the source has no video stream")

@@ -14,15 +14,17 @@ import contextvars
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import aioice.ice
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs import CODECS
 from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
+from relay.errors import first_line
 from relay.hub import Subscription
 
 log = logging.getLogger("relay.webrtc")
@@ -34,32 +36,51 @@ class SdpError(ValueError):
     """An offer we cannot answer; the message says why, in one line."""
 
 
+class SdpTooLarge(SdpError):
+    """An offer over MAX_SDP_BYTES (WHEP answers 413)."""
+
+
+class IceServerConfig(Protocol):
+    """A STUN or TURN server as configured (relay.config.IceServer)."""
+
+    @property
+    def urls(self) -> Sequence[str]: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def credential(self) -> str | None: ...
+
+
+class IceConfig(Protocol):
+    """The ICE part of the app's settings (relay.config.RelaySettings)."""
+
+    @property
+    def ice_servers(self) -> Sequence[IceServerConfig]: ...
+    @property
+    def ice_interfaces(self) -> Sequence[str]: ...
+    @property
+    def ice_loopback(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class IceSettings:
-    """STUN/TURN servers (dicts or objects with urls/username/credential) and which local addresses to
-    offer as host candidates: `interfaces` (names like "eth0" or IP addresses; empty = all), plus loopback
-    when `loopback` (a viewer on the relay's own machine, the demo)."""
+    """STUN/TURN servers and which local addresses to offer as host candidates: `interfaces` (names like
+    "eth0" or IP addresses; empty = all), plus loopback when `loopback` (a viewer on the relay's own
+    machine, the demo)."""
 
-    servers: Sequence[Any] = ()
+    servers: Sequence[IceServerConfig] = ()
     interfaces: Sequence[str] = ()
     loopback: bool = True
 
     def ice_servers(self) -> list[RTCIceServer]:
-        out = []
-        for server in self.servers:
-            get = server.get if isinstance(server, dict) else lambda k, s=server: getattr(s, k, None)
-            urls = get("urls")
-            out.append(RTCIceServer(urls=list(urls) if isinstance(urls, list | tuple) else urls,
-                                    username=get("username"), credential=get("credential")))
-        return out
+        return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+                for s in self.servers]
 
 
-def ice_settings_from(settings: Any) -> IceSettings:
+def ice_settings_from(settings: IceConfig) -> IceSettings:
     """From the app's RelaySettings (ice_servers, ice_interfaces, ice_loopback)."""
-    servers = [s.model_dump() if hasattr(s, "model_dump") else s
-               for s in getattr(settings, "ice_servers", None) or []]
-    return IceSettings(servers=servers, interfaces=list(getattr(settings, "ice_interfaces", []) or []),
-                       loopback=bool(getattr(settings, "ice_loopback", True)))
+    return IceSettings(servers=tuple(settings.ice_servers), interfaces=list(settings.ice_interfaces),
+                       loopback=settings.ice_loopback)
 
 
 # aioice finds host addresses through one module function and never offers loopback. The settings of the
@@ -110,29 +131,43 @@ def codec_preferences(codec: str) -> list[RTCRtpCodecCapability]:
     return main + rtx[:1]
 
 
-def _check_offer(offer_sdp: str, codec: str) -> None:
-    if not isinstance(offer_sdp, str) or not offer_sdp.strip():
+def check_offer(offer: str | bytes) -> str:
+    """The size and syntax of a viewer's offer, before anything is negotiated: at most MAX_SDP_BYTES
+    (SdpTooLarge), UTF-8 text, a session description with a video section. Returns it as text; raises
+    SdpError (one line) otherwise."""
+    return _parse_offer(offer)[0]
+
+
+def _parse_offer(offer: str | bytes) -> tuple[str, SessionDescription]:
+    if len(offer) > MAX_SDP_BYTES:
+        raise SdpTooLarge(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    if isinstance(offer, bytes):
+        try:
+            offer = offer.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SdpError("the SDP offer is not UTF-8 text") from None
+    if not offer.strip():
         raise SdpError("empty SDP offer")
-    if len(offer_sdp) > MAX_SDP_BYTES:
-        raise SdpError("SDP offer too large")
-    if not offer_sdp.lstrip().startswith("v=0"):
+    if not offer.lstrip().startswith("v=0"):
         raise SdpError("not an SDP offer (must start with v=0)")
     try:
-        description = SessionDescription.parse(offer_sdp)
-    except Exception as exc:
+        description = SessionDescription.parse(offer)
+    except Exception as exc:  # aiortc's parser raises assorted errors on garbage
         raise SdpError(f"malformed SDP ({type(exc).__name__})") from None
-    videos = [m for m in description.media if m.kind == "video"]
-    if not videos:
+    if not any(m.kind == "video" for m in description.media):
         raise SdpError("the offer has no video section")
-    video = videos[0]
+    return offer, description
+
+
+def _check_answerable(description: SessionDescription, codec: str) -> None:
+    """What the relay needs of a well-formed offer to send it `codec` video."""
+    video = next(m for m in description.media if m.kind == "video")
     if video.direction not in (None, "recvonly", "sendrecv"):
         raise SdpError(f"the offer's video is {video.direction}: a viewer must receive video")
     if not (video.ice.usernameFragment and video.ice.password):
         raise SdpError("the offer lacks ICE credentials (a=ice-ufrag / a=ice-pwd)")
     if not video.dtls or not video.dtls.fingerprints:
         raise SdpError("the offer lacks a DTLS fingerprint")
-    from aiortc.codecs import CODECS
-
     local = [c for c in CODECS["video"] if c.mimeType.lower() == f"video/{codec}"]
     if not [c for c in find_common_codecs(local, video.rtp.codecs) if c.mimeType.lower() != "video/rtx"]:
         wanted = "H264 (packetization-mode 1)" if codec == "h264" else codec.upper()
@@ -144,7 +179,8 @@ async def answer_offer(offer_sdp: str, subscription: Subscription, *, ice: IceSe
     """Negotiate a peer connection that sends `subscription`'s packets; returns (answer SDP, connection).
     The subscription closes with the connection. Raises SdpError on offers we cannot answer."""
     codec = subscription.codec
-    _check_offer(offer_sdp, codec)
+    offer_sdp, description = _parse_offer(offer_sdp)
+    _check_answerable(description, codec)
     ice = ice or IceSettings()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice.ice_servers()))
     try:
@@ -155,10 +191,10 @@ async def answer_offer(offer_sdp: str, subscription: Subscription, *, ice: IceSe
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except (ValueError, AssertionError, KeyError, IndexError) as exc:
-            raise SdpError(f"offer refused: {_one_line(exc)}") from None
+            raise SdpError(f"offer refused: {first_line(exc)}") from None
         except Exception as exc:
             if type(exc).__name__ in ("OperationError", "InvalidStateError", "InvalidAccessError"):
-                raise SdpError(f"offer refused: {_one_line(exc)}") from None
+                raise SdpError(f"offer refused: {first_line(exc)}") from None
             raise
         token = _ice_context.set(ice)
         try:
@@ -186,11 +222,6 @@ async def answer_offer(offer_sdp: str, subscription: Subscription, *, ice: IceSe
     # The feed ended (viewer left, camera pipeline stopped): nothing more to send on this connection.
     subscription.on_close(lambda _sub: _close_soon(pc))
     return pc.localDescription.sdp, pc
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def _close_soon(pc: RTCPeerConnection) -> None:

@@ -8,212 +8,49 @@ session, a DELETE on the session URL ends it.
     OPTIONS on both                          -> 204 with Allow / Accept-Post (CORS preflight when configured)
 
 Order of checks: authentication (401) → the view right (403, for every camera id, so roles that may not
-watch learn nothing about which cameras exist) → content type (415) → query and SDP syntax (400) → the
-policy decision (403 with its reason; logged by the policy service) → unknown camera (404: the same
-cameras are listed in the public register, so viewers learn nothing secret). The session is logged as
-started before any media can flow, and a watchdog re-checks it every second: when its decision expires or
-is revoked, or the peer goes away, the peer connection and the session are closed and the reason logged."""
+watch learn nothing about which cameras exist; both through policies.auth) → content type (415) → the
+offer's size (413) and syntax (400, relay.webrtc.check_offer) → the query (400) → the policy decision
+(403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are listed in
+the public register, so viewers learn nothing secret). The session is logged as started before any media
+can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and ends it, with its
+reason logged, when its decision expires or is revoked, or the peer goes away. This module is the
+protocol only: routes, status codes and headers."""
+
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import hashlib
-import inspect
 import logging
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from policies.auth import require
-from policies.service import Principal
-
-if TYPE_CHECKING:
-    from policies.context import PolicyContext
-    from relay.config import RelaySettings
+from policies.auth import client_address, has_permission
+from relay.config import RelaySettings
+from relay.services import SignedIn, Viewer, services
+from relay.sessions import ViewerSession
+from relay.webrtc import SdpError, SdpTooLarge, answer_offer, check_offer, ice_settings_from
 
 log = logging.getLogger("relay.whep")
 router = APIRouter(prefix="/whep", tags=["whep"])
 
 MODES = ("anonymized", "raw")
-MAX_OFFER_BYTES = 64 * 1024
-CONNECT_TIMEOUT_S = 30.0  # a peer that never completes ICE/DTLS is dropped
-MAX_CHECK_FAILURES = 3  # consecutive failed re-checks (database down) before the session is closed
 
 
 class WhepError(HTTPException):
     """A refusal with a one-line reason (JSON `detail`)."""
 
 
-@dataclass
-class WhepSession:
-    id: str
-    camera_id: str
-    principal: Principal
-    purpose: str
-    mode: str
-    pc: Any  # aiortc RTCPeerConnection
-    subscription: Any
-    etag: str
-    opened: float = field(default_factory=time.monotonic)
-    watchdog: asyncio.Task[None] | None = None
-    connected: bool = False
-    feed_ended: bool = False  # the camera's pipeline stopped under it: _end_fed_out closes it
-    end_reason: str | None = None
-
-
-class WhepSessions:
-    """The running viewer sessions of this process, each with its watchdog."""
-
-    def __init__(self, ctx: PolicyContext, cameras: Any, settings: RelaySettings) -> None:
-        self.ctx = ctx
-        self.cameras = cameras
-        self.settings = settings
-        self.sessions: dict[str, WhepSession] = {}
-        self._ended: dict[str, asyncio.Event] = {}
-        # Why recent sessions ended, for their viewers (GET on the session answers 410 with it).
-        self.ended_reasons: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def add(self, session: WhepSession) -> None:
-        self.sessions[session.id] = session
-        self._ended[session.id] = asyncio.Event()
-
-        @session.pc.on("connectionstatechange")
-        async def _on_state() -> None:
-            state = session.pc.connectionState
-            if state == "connected":
-                session.connected = True
-            elif state in ("failed", "closed") and not session.feed_ended:
-                await self.close(session.id, f"peer connection {state}")
-
-        session.watchdog = asyncio.create_task(self._watch(session), name=f"whep-watchdog-{session.id}")
-        session.subscription.on_close(lambda _sub: self._feed_ended(session))
-        if session.subscription.closed:  # the camera stopped while the answer was negotiated
-            self._feed_ended(session)
-
-    def _feed_ended(self, session: WhepSession) -> None:
-        # The camera's pipeline stopped under a running session (disabled, deleted, or its source or
-        # masks changed): end the session now rather than leave the viewer on a dead track.
-        if not session.subscription.hub.closed:
-            return  # the viewer's side ended the feed (peer gone, sender stopped): the peer handlers say so
-        if session.id in self.sessions and not session.feed_ended:
-            # The connection closes with the feed (relay.webrtc); the session's end says why, not that.
-            session.feed_ended = True
-            task = asyncio.get_running_loop().create_task(self._end_fed_out(session))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def _end_fed_out(self, session: WhepSession) -> None:
-        reason = "the camera's stream stopped (the camera was changed or removed); open it again"
-        with contextlib.suppress(Exception):  # the policy's reason is better, if it has one
-            decision = await asyncio.to_thread(self.ctx.service.check_session, session.id)
-            if not decision.allowed:
-                reason = f"authorization ended: {decision.reason}"
-        await self.close(session.id, reason)
-
-    async def _watch(self, session: WhepSession) -> None:
-        failures = 0
-        interval = self.settings.session_check_s
-        while session.id in self.sessions:
-            await asyncio.sleep(interval)
-            if session.id not in self.sessions:
-                return
-            if not session.connected and time.monotonic() - session.opened > CONNECT_TIMEOUT_S:
-                await self.close(session.id, "peer never connected")
-                return
-            try:
-                decision = await asyncio.to_thread(self.ctx.service.check_session, session.id)
-                failures = 0
-            except Exception as exc:  # fail closed: a session that cannot be re-checked does not run on
-                failures += 1
-                log.warning("session %s: re-check failed (%s)", session.id, type(exc).__name__)
-                if failures >= MAX_CHECK_FAILURES:
-                    await self.close(session.id, "authorization could not be re-checked")
-                    return
-                continue
-            if not decision.allowed:
-                await self.close(session.id, f"authorization ended: {decision.reason}")
-                return
-
-    async def close(self, session_id: str, reason: str) -> bool:
-        """End a session once: stop its media, then log its end. False when it was not running."""
-        session = self.sessions.pop(session_id, None)
-        if session is None:
-            return False
-        session.end_reason = reason
-        self.ended_reasons[session_id] = (session.principal.user_id, reason)
-        while len(self.ended_reasons) > 1000:
-            self.ended_reasons.popitem(last=False)
-        log.info("session %s on %s ended: %s", session_id, session.camera_id, reason)
-        try:
-            if session.watchdog is not None and session.watchdog is not asyncio.current_task():
-                session.watchdog.cancel()
-            await _maybe_await(session.subscription.close())
-            with contextlib.suppress(Exception):
-                await session.pc.close()
-        finally:
-            try:
-                await asyncio.to_thread(self.ctx.service.close_session, session_id, reason)
-            finally:
-                self._ended.pop(session_id, asyncio.Event()).set()
-        return True
-
-    async def wait_ended(self, session_id: str, timeout: float) -> bool:
-        event = self._ended.get(session_id)
-        if event is None:
-            return session_id not in self.sessions
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def close_all(self, reason: str) -> None:
-        closing = [self.close(sid, reason) for sid in list(self.sessions)]
-        await asyncio.gather(*closing, return_exceptions=True)
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _sessions(request: Request) -> WhepSessions:
-    return request.app.state.whep
-
-
-def _client(request: Request) -> str:
-    host = request.client.host if request.client else "?"
-    agent = request.headers.get("user-agent", "")[:120]
-    return f"{host} {agent}".strip()
-
-
 def _location(camera_id: str, session_id: str) -> str:
     return f"/whep/{camera_id}/sessions/{session_id}"
 
 
-def check_offer_syntax(sdp: str) -> None:
-    """Cheap checks before any policy decision: a session description with a video section."""
-    from aiortc.sdp import SessionDescription
-
-    if not sdp.strip():
-        raise WhepError(400, "empty body: expected an SDP offer")
-    if not sdp.lstrip().startswith("v=0"):
-        raise WhepError(400, "malformed SDP offer: it must start with v=0")
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises assorted errors on garbage
-        raise WhepError(400, f"malformed SDP offer: {type(exc).__name__}") from None
-    if not any(m.kind == "video" for m in parsed.media):
-        raise WhepError(400, "the SDP offer has no video section")
-
-
-Viewer = Annotated[Principal, Depends(require("view"))]
-SignedIn = Annotated[Principal, Depends(require())]
+def _viewer_client(request: Request) -> str:
+    """Who is watching, for the access log: the address and the player (user agent)."""
+    agent = request.headers.get("user-agent", "")[:120]
+    return f"{client_address(request) or '?'} {agent}".strip()
 
 
 @router.options("/{camera_id}", include_in_schema=False)
@@ -226,36 +63,32 @@ async def endpoint_options(camera_id: str) -> Response:
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
-    from relay.webrtc import SdpError, answer_offer
-
-    ctx: PolicyContext = request.app.state.policies
-    sessions = _sessions(request)
+    svc = services(request)
+    policy = svc.context.service
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
         raise WhepError(415, f"expected Content-Type application/sdp, got {content_type or 'none'}")
-    body = await request.body()
-    if len(body) > MAX_OFFER_BYTES:
-        raise WhepError(413, f"SDP offer larger than {MAX_OFFER_BYTES} bytes")
+    try:
+        offer = check_offer(await request.body())
+    except SdpTooLarge as exc:
+        raise WhepError(413, str(exc)) from None
+    except SdpError as exc:
+        raise WhepError(400, str(exc)) from None
     if not purpose:
         raise WhepError(400, "query parameter 'purpose' is required: state why you are watching")
     if mode not in MODES:
         raise WhepError(400, f"mode must be one of {', '.join(MODES)}")
-    try:
-        offer = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WhepError(400, "the SDP offer is not UTF-8 text") from None
-    check_offer_syntax(offer)
-    client = _client(request)
+    client = _viewer_client(request)
 
-    decision = await asyncio.to_thread(ctx.service.authorize_view, principal, camera_id, purpose, mode,
+    decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
     if not decision.allowed:
-        if await asyncio.to_thread(ctx.service.camera_runtime, camera_id) is None:
+        if await asyncio.to_thread(policy.camera_runtime, camera_id) is None:
             raise WhepError(404, f"unknown camera {camera_id!r}")
         raise WhepError(403, decision.reason)
 
     try:
-        subscription = await sessions.cameras.subscribe(camera_id, raw=decision.mode == "raw")
+        subscription = await svc.cameras.subscribe(camera_id, raw=decision.mode == "raw")
     except KeyError:
         raise WhepError(404, f"camera {camera_id!r} is not available") from None
     except Exception as exc:
@@ -264,30 +97,30 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
 
     # Logged as started before negotiation: no media can flow that the access log does not know about.
     try:
-        session_id = await asyncio.to_thread(ctx.service.open_session, principal, camera_id, purpose,
-                                             decision, client)
+        session_id = await asyncio.to_thread(policy.open_session, principal, camera_id, purpose, decision,
+                                             client)
     except Exception:
-        await _maybe_await(subscription.close())
+        subscription.close()
         raise
     try:
-        answer, pc = await answer_offer(offer, subscription, ice=_ice_settings(sessions.settings))
+        answer, pc = await answer_offer(offer, subscription, ice=ice_settings_from(svc.settings))
     except SdpError as exc:
-        await _maybe_await(subscription.close())
-        await asyncio.to_thread(ctx.service.close_session, session_id, f"offer refused: {exc}")
+        subscription.close()
+        await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
         raise WhepError(400, f"SDP offer refused: {exc}") from None
     except BaseException:
-        await _maybe_await(subscription.close())
-        await asyncio.to_thread(ctx.service.close_session, session_id, "negotiation failed")
+        subscription.close()
+        await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
         raise
 
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
-    sessions.add(WhepSession(session_id, camera_id, principal, purpose, decision.mode, pc, subscription,
-                             etag))
+    svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
+                                   subscription, etag))
     headers = {"Location": _location(camera_id, session_id), "ETag": etag,
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
     if decision.expires_at is not None:
         headers["X-View-Expires"] = decision.expires_at.isoformat()
-    links = ice_server_links(sessions.settings)
+    links = ice_server_links(svc.settings)
     if links:
         headers["Link"] = links
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
@@ -311,32 +144,6 @@ def ice_server_links(settings: RelaySettings) -> str:
     return ", ".join(out)
 
 
-def _ice_settings(settings: RelaySettings) -> Any:
-    from relay import webrtc
-
-    factory = getattr(webrtc, "ice_settings_from", None)
-    if factory is not None:
-        return factory(settings)
-    cls = getattr(webrtc, "IceSettings", None)
-    if cls is None:
-        return None
-    servers = [s.model_dump() for s in settings.ice_servers]
-    kwargs: dict[str, Any] = {}
-    params = inspect.signature(cls).parameters
-    for name, value in (("interfaces", settings.ice_interfaces), ("loopback", settings.ice_loopback),
-                        ("ice_servers", servers), ("servers", servers)):
-        if name in params:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
-def _session_for(request: Request, camera_id: str, session_id: str) -> WhepSession:
-    session = _sessions(request).sessions.get(session_id)
-    if session is None or session.camera_id != camera_id:
-        raise WhepError(404, "no such session (it may have ended)")
-    return session
-
-
 @router.options("/{camera_id}/sessions/{session_id}", include_in_schema=False)
 async def session_options(camera_id: str, session_id: str) -> Response:
     return Response(status_code=204, headers={"Allow": "GET, DELETE, OPTIONS"})
@@ -347,18 +154,16 @@ async def view_status(camera_id: str, session_id: str, request: Request,
                       principal: SignedIn) -> dict[str, Any]:
     """Is this session still running? 200 with its terms, or 410 with why it ended (its viewer or an
     admin only). Not part of WHEP: lets the dashboard say why a picture stopped."""
-    from relay.app import has_permission
-
-    ctx: PolicyContext = request.app.state.policies
-    sessions = _sessions(request)
-    session = sessions.sessions.get(session_id)
-    owner = session.principal.user_id if session else sessions.ended_reasons.get(session_id, (None, ""))[0]
+    svc = services(request)
+    session = svc.sessions.running.get(session_id)
+    owner = session.principal.user_id if session else svc.sessions.ended.get(session_id, (None, ""))[0]
     if owner is None or (session is not None and session.camera_id != camera_id):
         raise WhepError(404, "no such session")
-    if owner != principal.user_id and not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
+    if owner != principal.user_id and not await asyncio.to_thread(has_permission, svc.context, principal,
+                                                                  "admin"):
         raise WhepError(404, "no such session")
     if session is None:
-        raise WhepError(410, f"the session ended: {sessions.ended_reasons[session_id][1]}")
+        raise WhepError(410, f"the session ended: {svc.sessions.ended[session_id][1]}")
     return {"id": session_id, "camera_id": camera_id, "purpose": session.purpose, "mode": session.mode,
             "connected": session.connected}
 
@@ -373,13 +178,13 @@ async def session_patch(camera_id: str, session_id: str) -> Response:
 @router.delete("/{camera_id}/sessions/{session_id}")
 async def end_view(camera_id: str, session_id: str, request: Request, principal: SignedIn) -> Response:
     """End a session: the viewer who opened it, or an admin."""
-    from relay.app import has_permission
-
-    ctx: PolicyContext = request.app.state.policies
-    session = _session_for(request, camera_id, session_id)
+    svc = services(request)
+    session = svc.sessions.running.get(session_id)
+    if session is None or session.camera_id != camera_id:
+        raise WhepError(404, "no such session (it may have ended)")
     if session.principal.user_id != principal.user_id:
-        if not await asyncio.to_thread(has_permission, ctx, principal, "admin"):
-            await asyncio.to_thread(ctx.audit.append, "auth.forbidden", actor=principal.username,
+        if not await asyncio.to_thread(has_permission, svc.context, principal, "admin"):
+            await asyncio.to_thread(svc.context.audit.append, "auth.forbidden", actor=principal.username,
                                     roles=list(principal.roles), camera_id=camera_id,
                                     reason="only the session's viewer or an admin may end it",
                                     details={"path": request.url.path, "session_id": session_id})
@@ -387,5 +192,5 @@ async def end_view(camera_id: str, session_id: str, request: Request, principal:
         reason = f"ended by admin {principal.username}"
     else:
         reason = "viewer ended the session"
-    await _sessions(request).close(session_id, reason)
+    await svc.sessions.close(session_id, reason)
     return Response(status_code=200)

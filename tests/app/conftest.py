@@ -150,6 +150,10 @@ class Relay:
     def audit(self, **filters: Any) -> list[Any]:
         return self.ctx.audit.query(**filters)
 
+    def running_sessions(self) -> set[str]:
+        """Ids of the viewer sessions the relay runs now."""
+        return set(self.app.state.services.sessions.running)
+
     def wait_session_closed(self, session_id: str, timeout: float = 10.0) -> None:
         """Until the relay has stopped the session and the policy service has recorded its end."""
         from policies.models import ViewSession
@@ -159,7 +163,7 @@ class Relay:
             with self.ctx.db.session() as s:
                 vs = s.get(ViewSession, session_id)
                 ended = vs is not None and vs.ended_at is not None
-            if ended and session_id not in self.app.state.whep.sessions:
+            if ended and session_id not in self.running_sessions():
                 return
             assert time.monotonic() < deadline, f"session {session_id} still running"
             time.sleep(0.05)

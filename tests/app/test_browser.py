@@ -117,15 +117,15 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, rtsp_url: str, f
 
             # An admin changes the camera's privacy masks: its stream restarts and the session ends; the
             # tile opens the view again by itself (asked of the policy again, logged as a new view).
-            first = set(relay.app.state.whep.sessions)
+            first = relay.running_sessions()
             original = set_privacy_masks(relay, rtsp_url, [[[0.0, 0.0], [0.1, 0.0], [0.1, 0.1]]])
             try:
                 deadline = time.monotonic() + 30
-                while not (set(relay.app.state.whep.sessions) - first) and time.monotonic() < deadline:
+                while not (relay.running_sessions() - first) and time.monotonic() < deadline:
                     time.sleep(0.2)
-                (again,) = set(relay.app.state.whep.sessions) - first
+                (again,) = relay.running_sessions() - first
                 page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
-                assert not (first & set(relay.app.state.whep.sessions)), "the first session did not end"
+                assert not (first & relay.running_sessions()), "the first session did not end"
                 assert [e for e in relay.audit(kind="view.start", actor="operator")
                         if e.details.get("session_id") == again]
                 t0 = grab(page)[0]
@@ -135,7 +135,7 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, rtsp_url: str, f
                 set_privacy_masks(relay, rtsp_url, original)
 
             # Closing the tile ends the session (DELETE), and the log says so.
-            sessions_before = set(relay.app.state.whep.sessions)
+            sessions_before = relay.running_sessions()
             assert len(sessions_before) >= 1
             tile.locator(".close").click()
             for session_id in sessions_before:

@@ -69,7 +69,7 @@ def live_health(relay: Relay, camera_id: str) -> dict[str, Any] | None:
 
 def test_keepalive_camera_runs_without_viewers_and_stops_when_deleted(relay: Relay, rtsp_url: str,
                                                                        cameras: Cameras) -> None:
-    manager = relay.app.state.cameras
+    manager = relay.app.state.services.cameras
     cameras.put("cam-keep", rtsp_url, create=True, keepalive=True)
     # Connected by the relay on its own, before anyone asks to watch it.
     assert wait(lambda: (live_health(relay, "cam-keep") or {}).get("state") == "live"), live_health(relay,
@@ -84,7 +84,7 @@ def test_keepalive_camera_runs_without_viewers_and_stops_when_deleted(relay: Rel
 
 def test_idle_cameras_show_in_health(relay: Relay) -> None:
     # Listed from the start, with nobody watching: the manager knows every enabled camera.
-    health = relay.app.state.cameras.health()
+    health = relay.app.state.services.cameras.health()
     assert "cam-test" in health and "cam-disabled" not in health
 
 
@@ -115,5 +115,5 @@ async def test_changed_or_disabled_camera_ends_its_viewers_sessions(relay: Relay
     assert "stream stopped" in reason, reason
     reason = await view_ended_by(relay, lambda: cameras.put("cam-doomed", rtsp_url, enabled=False))
     assert reason.startswith("authorization ended") and "disabled" in reason, reason
-    manager = relay.app.state.cameras
+    manager = relay.app.state.services.cameras
     assert wait(lambda: manager.pipeline("cam-doomed") is None and "cam-doomed" not in manager.health())
