@@ -136,8 +136,22 @@ class Relay:
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout)
 
-    def audit(self, **filters: Any) -> list[Any]:
-        return self.ctx.audit.query(**filters)
+    def audit_mark(self) -> int:
+        """The seq of the access log's last entry now. The relay is shared by every service test, so a test
+        asserts on the entries after its mark (`audit(after=mark)`), not on what earlier tests wrote."""
+        log = self.ctx.audit
+        while True:
+            count = log.count()
+            if count == 0:
+                return 0
+            last = log.query(limit=1, offset=count - 1)
+            if last and not log.query(limit=1, offset=count):  # nothing written in between
+                return int(last[0].seq)
+
+    def audit(self, *, after: int | None = None, **filters: Any) -> list[Any]:
+        """Access-log entries matching `filters`, oldest first; with `after`, only those past that seq."""
+        entries = self.ctx.audit.query(limit=10_000, **filters)
+        return entries if after is None else [e for e in entries if e.seq > after]
 
     def wait_session_closed(self, session_id: str, timeout: float = 10.0) -> None:
         """Until the relay has stopped the session and the policy service has recorded its end."""
