@@ -4,7 +4,8 @@ FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 
-# GStreamer's RTSP server backs the demo camera; libgl/glib are what OpenCV and mediapipe load at import.
+# GStreamer's RTSP server backs the demo camera (relay/sample_camera, installed with the package, runs it
+# with Debian's python3 and python3-gi); libgl/glib are what OpenCV and mediapipe load at import.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 \
@@ -17,7 +18,6 @@ COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY blur ./blur
 COPY policies ./policies
-COPY tests/support ./tests/support
 RUN pip install . && useradd --system --home /app relay && mkdir -p /app/var && chown relay /app/var
 
 USER relay

@@ -1,10 +1,13 @@
-"""Small helpers shared by the benchmarks: describe the machine, write results as JSON + PNG."""
+"""Small helpers shared by the benchmarks: describe the machine and the engine measured, write results as
+JSON + PNG."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -63,3 +66,21 @@ def write_results(name: str, data: dict, fig: Any = None) -> None:
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     if fig is not None:
         fig.savefig(RESULTS_DIR / f"{name}.png", dpi=110, bbox_inches="tight")
+
+
+def engine_version() -> str:
+    """The last commit that touched blur/, and a digest of the engine's source as measured (the file-command
+    modules excepted), so results can be matched to the exact engine even between commits."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted((root / "blur").rglob("*.py")):
+        if path.name not in ("cli.py", "media.py"):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    try:
+        log = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", "blur"], cwd=root, capture_output=True, text=True
+        )
+        commit = log.stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    return f"{commit} (source {digest.hexdigest()[:12]})"

@@ -38,8 +38,7 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import shared_data_dir, write_results  # noqa: E402
-from benchmarks.privacy_video import engine_version  # noqa: E402
+from benchmarks.common import engine_version, shared_data_dir, write_results  # noqa: E402
 
 TARGET_MS_720P = 20.0
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}

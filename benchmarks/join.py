@@ -26,13 +26,15 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-RTSP_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"
 CAMERA = "bench-cam"
 USER, PASSWORD = "bench", "bench-password-0123"
 CACHE = Path(tempfile.gettempdir()) / "cctv-relay-bench"
 
 
 def free_port() -> int:
+    """A free loopback port, for a server in another process that cannot be handed a bound socket: someone
+    else may take it before that server binds it, so whoever uses it retries on a bind failure
+    (`RelayUnderTest.launch`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -65,20 +67,11 @@ def sample_clip(width: int = 1280, height: int = 720, seconds: float = 6.0) -> P
 
 @contextlib.contextmanager
 def rtsp_camera(clip: Path, fps: int = 25) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(["/usr/bin/python3", str(RTSP_SCRIPT), "--port", str(port), "--path", "/cam",
-                             "--file", str(clip), "--fps", str(fps)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise RuntimeError(f"RTSP camera did not start: {line!r}")
-    try:
-        yield line.split(" ", 1)[1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """The relay's sample camera (gst-rtsp-server on a port it picks) looping `clip`; yields its URL."""
+    from relay.sample_camera import RtspServer
+
+    with RtspServer(clip, path="/cam", fps=fps) as camera:
+        yield camera.url
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,10 +102,9 @@ class RelayUnderTest:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="cctv-bench-")
         tmp = Path(self._tmp.name)
-        port = free_port()
-        config = {"database_url": f"sqlite:///{tmp / 'relay.db'}", "token_secret": "b" * 48, "port": port,
+        config = {"database_url": f"sqlite:///{tmp / 'relay.db'}", "token_secret": "b" * 48,
                   "host": "127.0.0.1", "linger_s": self.linger_s, "token_ttl_s": 3600, **self.extra}
-        (tmp / "relay.yaml").write_text(yaml.safe_dump(config))
+        (tmp / "relay.yaml").write_text(yaml.safe_dump(config))  # the port comes with each start
         ctx = build_context(load_settings(tmp / "relay.yaml"))
         load_defaults(ctx, actor="bench")
         os.environ["CCTV_BENCH_PASSWORD"] = PASSWORD
@@ -125,11 +117,14 @@ class RelayUnderTest:
         files.apply(ctx.db, ctx.audit, files.load(tmp / "policy.yaml"), actor="bench",
                     hasher=ctx.auth.hash_password)
         ctx.db.dispose()
-        cmd = [sys.executable, "-m", "relay.cli", "serve", "--config", str(tmp / "relay.yaml")]
-        with open(tmp / "relay.log", "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._wait_ready(lambda: f"relay did not start: {(tmp / 'relay.log').read_text()[-2000:]}")
+
+        def start(port: int) -> None:
+            (tmp / "relay.yaml").write_text(yaml.safe_dump({**config, "port": port}))
+            cmd = [sys.executable, "-m", "relay.cli", "serve", "--config", str(tmp / "relay.yaml")]
+            with open(tmp / "relay.log", "wb") as log:
+                self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+
+        self.launch(start, lambda: f"relay did not start: {(tmp / 'relay.log').read_text()[-2000:]}")
         r = httpx.post(self.base_url + "/api/auth/login", json={"username": USER, "password": PASSWORD})
         r.raise_for_status()
         self.token = r.json()["access_token"]
@@ -138,6 +133,22 @@ class RelayUnderTest:
     def __exit__(self, *exc: object) -> None:
         self._stop_process()
         self._tmp.cleanup()
+
+    def launch(self, start: Callable[[int], None], failure: Callable[[], str], attempts: int = 3) -> None:
+        """`start(port)` the server process on a free port and wait until it answers; on a new port again
+        if it exited at once (another process took the port between its finding and binding)."""
+        for attempt in range(attempts):
+            port = free_port()
+            start(port)
+            self.base_url = f"http://127.0.0.1:{port}"
+            try:
+                self._wait_ready(failure)
+                return
+            except RuntimeError:
+                assert self.proc is not None
+                if self.proc.poll() is None or attempt == attempts - 1:
+                    self._stop_process()
+                    raise
 
     def _wait_ready(self, failure: Callable[[], str]) -> None:
         """Poll /healthz until the server answers; `failure()` says why when it exits or takes 60 s."""

@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.join import CAMERA, RelayUnderTest, free_port, summary
+from benchmarks.join import CAMERA, RelayUnderTest, summary
 from relay.samples import Walker
 
 WIDTH, HEIGHT, FPS = 1280, 720, 25
@@ -87,7 +87,6 @@ class MjpegCamera:
 
         background = street_background(WIDTH, HEIGHT)
         self.frames = [render_frame(background, i, WALKERS)[0] for i in range(0, 100, 2)]
-        self.port = free_port()
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -115,7 +114,8 @@ class MjpegCamera:
                     return
 
         self.stopped = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # the port the system picks
+        self.port = int(self.server.server_address[1])
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -20,10 +20,8 @@ Run: `python -m benchmarks.privacy_video [--frames N]`. Writes benchmarks/result
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -33,7 +31,7 @@ from typing import Any
 import av
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, engine_version, write_results
 from benchmarks.videogen import SIZE_BUCKETS, ClipTruth, make_clip, size_bucket
 
 COVERED_SHARE = 0.6
@@ -61,24 +59,6 @@ def changed_mask(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...]) 
     h, w = changed.shape
     changed[: full.shape[0], : full.shape[1]] |= full[:h, :w]
     return changed
-
-
-def engine_version() -> str:
-    """The last commit that touched blur/, and a digest of the engine's source as measured (the file-command
-    modules excepted), so results can be matched to the exact engine even between commits."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted((root / "blur").rglob("*.py")):
-        if path.name not in ("cli.py", "media.py"):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    try:
-        log = subprocess.run(
-            ["git", "log", "-1", "--format=%h", "--", "blur"], cwd=root, capture_output=True, text=True
-        )
-        commit = log.stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    return f"{commit} (source {digest.hexdigest()[:12]})"
 
 
 def detect_every(fps: float) -> int:

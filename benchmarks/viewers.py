@@ -31,7 +31,6 @@ from benchmarks.join import (
     RelayUnderTest,
     close_viewer,
     count_frames_without_decoding,
-    free_port,
     open_viewer,
     rtsp_camera,
     sample_clip,
@@ -51,12 +50,12 @@ class PerViewerRelay(RelayUnderTest):
     """The per-viewer-encode baseline server in its own process (same camera, same engine)."""
 
     def __enter__(self) -> PerViewerRelay:
-        port = free_port()
-        cmd = [sys.executable, "-m", "benchmarks.viewers", "--per-viewer-server", "--port", str(port),
-               "--source", self.source_url]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._wait_ready(lambda: "per-viewer relay did not start")
+        def start(port: int) -> None:
+            cmd = [sys.executable, "-m", "benchmarks.viewers", "--per-viewer-server", "--port", str(port),
+                   "--source", self.source_url]
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        self.launch(start, lambda: "per-viewer relay did not start")
         self.token = "-"
         return self
 

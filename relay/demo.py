@@ -2,16 +2,14 @@
 
 An SQLite database under `var/`, the shipped default policy, one demo user per role (fresh passwords each
 run, printed once), and a sample camera: a generated street scene with real faces, served by a real RTSP
-server (GStreamer, when Debian's python3-gi is there) or else looped from the file. Runs until Ctrl-C."""
+server (`relay.sample_camera`: GStreamer, when Debian's python3-gi is there) or else looped from the file.
+Runs until Ctrl-C."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,11 +18,9 @@ from pathlib import Path
 import yaml
 
 from relay.config import RelaySettings, load_settings
+from relay.sample_camera import RtspServer, SampleCameraError, rtsp_available
 from relay.samples import DEFAULT_WALKERS, Walker
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RTSP_SERVER_SCRIPT = REPO_ROOT / "tests" / "support" / "rtsp_server.py"
-SYSTEM_PYTHON = Path("/usr/bin/python3")
 CAMERA_ID = "demo-xinyi-01"
 
 # username -> (role, who they stand for)
@@ -50,56 +46,19 @@ class DemoSetup:
     source_shown: str  # what to print (no credentials: the demo camera has none)
 
 
-def rtsp_available() -> bool:
-    """Debian's python3 with gi + GstRtspServer, and the server script from the repository checkout."""
-    if not (SYSTEM_PYTHON.exists() and RTSP_SERVER_SCRIPT.exists()):
-        return False
-    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import GstRtspServer")
-    try:
-        result = subprocess.run([str(SYSTEM_PYTHON), "-c", probe], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
-
-
 @contextmanager
 def rtsp_camera(sample: Path, port: int = 0, fps: int = 25) -> Iterator[str]:
-    """Serve `sample` (.h264) over RTSP in a subprocess; yields its URL; stops it on exit."""
-    cmd = [str(SYSTEM_PYTHON), str(RTSP_SERVER_SCRIPT), "--port", str(port), "--path", "/street",
-           "--file", str(sample), "--fps", str(fps)]
-    # Its stderr goes to a file beside the sample: an unread pipe could fill up and stall the camera.
-    with open(sample.with_suffix(".rtsp.log"), "w") as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
+    """Serve `sample` (.h264) over RTSP (the package's sample camera); yields its URL; stops it on exit.
+    Its stderr goes to a file beside the sample."""
+    camera = RtspServer(sample, port=port, path="/street", fps=fps, log=sample.with_suffix(".rtsp.log"))
     try:
-        url = _wait_ready(proc, timeout=20)
-        yield url
+        camera.start(timeout=20)
+    except SampleCameraError as exc:
+        raise DemoError(str(exc)) from exc
+    try:
+        yield camera.url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    found: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if line.startswith(("READY ", "ERROR ")):
-                found.append(line.strip())
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not found or not found[0].startswith("READY "):
-        proc.kill()
-        raise DemoError(f"the RTSP test server did not start: {found[0] if found else 'no READY line'}")
-    return found[0].split(" ", 1)[1]
+        camera.stop()
 
 
 def write_demo_clip(path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 12.0,

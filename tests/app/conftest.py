@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,11 +26,10 @@ from policies.context import PolicyContext, build_context
 from policies.defaults import load_defaults
 from relay.config import RelaySettings, load_settings
 from relay.demo import write_demo_clip
+from relay.sample_camera import RtspServer
 from relay.samples import Walker
 from tests.app.faces import FaceProbe
 
-REPO = Path(__file__).resolve().parents[2]
-RTSP_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"
 WIDTH, HEIGHT, FPS = 640, 360, 25
 # Two faces big enough for the realtime profile at 640x360, walking across the street.
 # They walk side by side and never cross: these tests check what the relay delivers; crossings, entries
@@ -48,10 +46,13 @@ CAMERA_PURPOSES = ["public_safety", "social_order", "crime_prevention", "crimina
 METRICS_TOKEN = "scrape-token-for-tests-0123456789"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def bound_socket() -> socket.socket:
+    """A listening-ready TCP socket on a free loopback port, for a server to serve on: the port is never
+    released between being found and being used."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def write_clip(path: Path, seconds: float = 4.0) -> None:
@@ -73,21 +74,9 @@ def faces() -> FaceProbe:
 
 @pytest.fixture(scope="session")
 def rtsp_url(clip: Path) -> Iterator[str]:
-    """A real RTSP camera: gst-rtsp-server (Debian's python3-gi) looping the clip at 25 fps."""
-    port = free_port()
-    proc = subprocess.Popen(["/usr/bin/python3", str(RTSP_SCRIPT), "--port", str(port), "--path", "/street",
-                             "--file", str(clip), "--fps", str(FPS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    assert line.startswith("READY "), f"RTSP server did not start: {line!r}"
-    yield line.split(" ", 1)[1]
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """A real RTSP camera: the package's sample camera (gst-rtsp-server) looping the clip at 25 fps."""
+    with RtspServer(clip, path="/street", fps=FPS) as camera:
+        yield camera.url
 
 
 def seed(ctx: PolicyContext, tmp: Path, source_url: str) -> None:
@@ -147,8 +136,22 @@ class Relay:
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout)
 
-    def audit(self, **filters: Any) -> list[Any]:
-        return self.ctx.audit.query(**filters)
+    def audit_mark(self) -> int:
+        """The seq of the access log's last entry now. The relay is shared by every service test, so a test
+        asserts on the entries after its mark (`audit(after=mark)`), not on what earlier tests wrote."""
+        log = self.ctx.audit
+        while True:
+            count = log.count()
+            if count == 0:
+                return 0
+            last = log.query(limit=1, offset=count - 1)
+            if last and not log.query(limit=1, offset=count):  # nothing written in between
+                return int(last[0].seq)
+
+    def audit(self, *, after: int | None = None, **filters: Any) -> list[Any]:
+        """Access-log entries matching `filters`, oldest first; with `after`, only those past that seq."""
+        entries = self.ctx.audit.query(limit=10_000, **filters)
+        return entries if after is None else [e for e in entries if e.seq > after]
 
     def running_sessions(self) -> set[str]:
         """Ids of the viewer sessions the relay runs now."""
@@ -176,11 +179,13 @@ class _Server(uvicorn.Server):
 
 @pytest.fixture(scope="session")
 def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[Relay]:
-    """The relay app under uvicorn on a free loopback port, shared by the service tests."""
+    """The relay app under uvicorn on a socket bound here (a free loopback port), shared by the service
+    tests."""
     from relay.app import create_app
 
     tmp = tmp_path_factory.mktemp("relay")
-    port = free_port()
+    sock = bound_socket()
+    port = int(sock.getsockname()[1])
     settings = load_settings(database_url=f"sqlite:///{tmp / 'relay.db'}", token_secret="t" * 40,
                              host="127.0.0.1", port=port, linger_s=2.0, metrics_token=METRICS_TOKEN,
                              camera_sync_s=0.5)
@@ -196,7 +201,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[R
         loop = asyncio.new_event_loop()
         loops.append(loop)
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve())
+        loop.run_until_complete(server.serve(sockets=[sock]))
 
     thread = threading.Thread(target=serve, name="relay-uvicorn", daemon=True)
     thread.start()
@@ -207,6 +212,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[R
     yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loops[0])
     server.should_exit = True
     thread.join(20)
+    sock.close()
     ctx.db.dispose()
 
 

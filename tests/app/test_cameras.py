@@ -70,13 +70,14 @@ def live_health(relay: Relay, camera_id: str) -> dict[str, Any] | None:
 def test_keepalive_camera_runs_without_viewers_and_stops_when_deleted(relay: Relay, rtsp_url: str,
                                                                        cameras: Cameras) -> None:
     manager = relay.app.state.services.cameras
+    mark = relay.audit_mark()
     cameras.put("cam-keep", rtsp_url, create=True, keepalive=True)
     # Connected by the relay on its own, before anyone asks to watch it.
     assert wait(lambda: (live_health(relay, "cam-keep") or {}).get("state") == "live"), live_health(relay,
                                                                                                  "cam-keep")
     health = live_health(relay, "cam-keep")
     assert health is not None and health["connected"] and health["viewers"] == 0 and health["fps_in"] > 0
-    assert not relay.audit(kind="view.start", camera_id="cam-keep")
+    assert not relay.audit(kind="view.start", camera_id="cam-keep", after=mark)
     cameras.delete("cam-keep")
     assert wait(lambda: manager.pipeline("cam-keep") is None and "cam-keep" not in manager.health())
     assert live_health(relay, "cam-keep") is None

@@ -55,20 +55,23 @@ async def test_anonymized_view_end_to_end(relay: Relay, faces: FaceProbe) -> Non
 
 async def test_refusals_are_clear_and_logged(relay: Relay) -> None:
     url = relay.base_url
+    mark = relay.audit_mark()  # the entries below are this test's own
     # No token: 401, logged as a refused request.
     v = await open_viewer(url, CAMERA, token=None)
     assert v.status == 401
-    assert any(e.details.get("path") == f"/whep/{CAMERA}" for e in relay.audit(kind="auth.refused"))
+    refused = relay.audit(kind="auth.refused", after=mark)
+    assert [e.details.get("path") for e in refused] == [f"/whep/{CAMERA}"]
     # A role without the view right (auditors get no video): 403 whatever the camera, logged.
     for camera in (CAMERA, "no-such-camera"):
         v = await open_viewer(url, camera, token=relay.token("auditor"))
         assert v.status == 403 and "view" in v.detail()
-    assert any(e.actor == "auditor" for e in relay.audit(kind="auth.forbidden"))
+    forbidden = relay.audit(kind="auth.forbidden", actor="auditor", after=mark)
+    assert len(forbidden) == 2 and {e.decision for e in forbidden} == {"deny"}
     # A purpose the operator's role is not granted: 403 with the policy's reason, logged as a denial.
     v = await open_viewer(url, CAMERA, token=relay.token("operator"), purpose="criminal_investigation")
     assert v.status == 403 and v.detail()
-    denied = relay.audit(kind="view.request", actor="operator", decision="deny")
-    assert any(e.purpose == "criminal_investigation" and e.reason == v.detail() for e in denied)
+    denied = relay.audit(kind="view.request", actor="operator", decision="deny", after=mark)
+    assert [(e.purpose, e.reason) for e in denied] == [("criminal_investigation", v.detail())]
     # A purpose the camera is not approved for: refused for everyone (a hard limit).
     v = await open_viewer(url, CAMERA, token=relay.token("viewer"), purpose="disaster_response")
     assert v.status == 403
@@ -76,8 +79,8 @@ async def test_refusals_are_clear_and_logged(relay: Relay) -> None:
     v = await open_viewer(url, CAMERA, token=relay.token("investigator"), purpose="criminal_investigation",
                           mode="raw", case_ref="TPE-2026-0404")
     assert v.status == 403
-    raw_denied = relay.audit(kind="view.request", actor="investigator", decision="deny")
-    assert any(e.mode == "raw" for e in raw_denied)
+    raw_denied = relay.audit(kind="view.request", actor="investigator", decision="deny", after=mark)
+    assert [e.mode for e in raw_denied] == ["raw"]
     # A disabled camera: refused with the reason; an unknown camera: 404.
     v = await open_viewer(url, "cam-disabled", token=relay.token("viewer"))
     assert v.status == 403

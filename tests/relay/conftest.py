@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
-import select
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,11 +17,8 @@ import av
 import numpy as np
 import pytest
 
+from relay.sample_camera import RtspServer as SampleRtspServer
 from relay.samples import Walker, face_patch, street_background
-
-REPO = Path(__file__).resolve().parents[2]
-RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi for GStreamer
 
 # 640x360 keeps CPU low on the 2-core CI machine; the walkers are sized for it (the sample's defaults are
 # laid out for 720p). Faces of 96 and 72 px: well inside what the realtime profile finds.
@@ -105,59 +99,24 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 
 
 def free_port() -> int:
+    """A port nobody listens on (for a camera that refuses connections); servers bind port 0 themselves."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-class RtspServer:
-    """The GStreamer RTSP server as a subprocess; `restart()` brings it back on the same port."""
+class RtspServer(SampleRtspServer):
+    """The package's sample camera at the test clip's rate; `stop()` kills it outright (a camera losing
+    power), and `restart()` brings it back on the same port."""
 
     def __init__(self, file: Path, *, user: str | None = None, password: str | None = None) -> None:
-        self.file = file
-        self.port = free_port()
-        self.user, self.password = user, password
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
+        super().__init__(file, fps=FPS, user=user, password=password)
 
     def start(self, timeout: float = 15.0) -> str:
-        cmd = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port), "--file", str(self.file),
-               "--fps", str(FPS)]
-        if self.user:
-            cmd += ["--user", self.user, "--password", self.password or ""]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "GST_DEBUG": "0"})
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("READY "):
-                    self.url = line.split()[1]
-                    return self.url
-                if not line and self.proc.poll() is not None:
-                    break
-        self.stop()
-        raise RuntimeError(f"RTSP server did not start on port {self.port}")
-
-    def url_with_credentials(self) -> str:
-        return self.url.replace("rtsp://", f"rtsp://{self.user}:{self.password}@", 1)
+        return super().start(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def restart(self) -> str:
-        self.stop()
-        for _ in range(50):  # the port may linger briefly after the kill
-            try:
-                return self.start()
-            except RuntimeError:
-                time.sleep(0.2)
-        raise RuntimeError("RTSP server did not come back")
+        self.kill()
 
 
 @pytest.fixture(scope="session")

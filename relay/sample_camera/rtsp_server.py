@@ -1,9 +1,11 @@
-"""A real RTSP camera for tests and the demo: GStreamer's gst-rtsp-server serving an H.264 elementary stream
-(Annex B, `.h264`) in a loop. Run with Debian's /usr/bin/python3, which has python3-gi:
+"""The sample camera's server: GStreamer's gst-rtsp-server serving an H.264 elementary stream (Annex B,
+`.h264`) in a loop, like a live camera. Not imported by the relay: `relay.sample_camera.RtspServer` runs this
+file as a script with Debian's /usr/bin/python3, which has python3-gi (the relay's own environment need not):
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --path /cam --file sample.h264 --fps 25
+    /usr/bin/python3 rtsp_server.py --port 0 --path /cam --file sample.h264 --fps 25
 
-Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it listens.
+Port 0 (the default) lets the system pick a free port when the server binds it; once it listens it prints
+"READY rtsp://127.0.0.1:PORT/PATH" on stdout with the port it bound, or "ERROR ..." if it could not.
 Optional --user/--password enable basic auth.
 """
 
@@ -22,7 +24,7 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, default=8554)
+    ap.add_argument("--port", type=int, default=0, help="0: any free port (reported on READY)")
     ap.add_argument("--path", default="/cam")
     ap.add_argument("--file", required=True, help="H.264 Annex B elementary stream, looped")
     ap.add_argument("--fps", type=int, default=25)
