@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from blur import maskers
-from blur.detectors.base import Detector, empty_boxes, make_detector
+from blur.detectors import Detector, make_detector
+from blur.detectors.base import empty_boxes
 from blur.geometry import crowd_factor, grow, to_int_boxes
 from blur.motion import MotionMap, Movers, detection_regions, head_bands, unexplained
 from blur.profiles import AnonymizerConfig, get_profile
