@@ -3,7 +3,8 @@ users or policies."""
 
 from blur.anonymizer import Anonymizer, FrameReport
 from blur.detectors import Detector, DetectorUnavailable, make_detector
+from blur.failsafe import FailReason
 from blur.profiles import PROFILES, AnonymizerConfig
 
-__all__ = ["PROFILES", "Anonymizer", "AnonymizerConfig", "Detector", "DetectorUnavailable", "FrameReport",
-           "make_detector"]
+__all__ = ["PROFILES", "Anonymizer", "AnonymizerConfig", "Detector", "DetectorUnavailable", "FailReason",
+           "FrameReport", "make_detector"]
