@@ -53,7 +53,7 @@ class Anonymizer:
     def __init__(self, config: AnonymizerConfig | None = None, *, profile: str = "realtime",
                  mode: str = "pixelate", masks: Sequence[Polygon] = (), detector: Detector | None = None,
                  live: bool = False) -> None:
-        self.config = cfg = config if config is not None else get_profile(profile)
+        self._config = cfg = config if config is not None else get_profile(profile)
         check_options(cfg, mode)
         self._static = StaticMasks(masks, mode)
         self.mode = mode
@@ -72,6 +72,19 @@ class Anonymizer:
         self._live = LiveScheduler(cfg, detector) if live else None
 
     # ------------------------------------------------------------------ public
+    @property
+    def config(self) -> AnonymizerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: AnonymizerConfig) -> None:
+        """A new configuration applies from the next frame on, to the round planner and the live scheduler
+        too."""
+        self._config = config
+        self._planner.config = config
+        if self._live is not None:
+            self._live.config = config
+
     def process(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, FrameReport]:
         """Anonymize one decoded frame (any pixel format); returns a new yuv420p frame."""
         out, planes = copy_to_yuv420p(frame)
