@@ -2,7 +2,9 @@
 users or policies."""
 
 from blur.anonymizer import Anonymizer, FrameReport
-from blur.detectors.base import Detector, make_detector
+from blur.detectors import Detector, DetectorUnavailable, make_detector
+from blur.failsafe import FailReason
 from blur.profiles import PROFILES, AnonymizerConfig
 
-__all__ = ["PROFILES", "Anonymizer", "AnonymizerConfig", "Detector", "FrameReport", "make_detector"]
+__all__ = ["PROFILES", "Anonymizer", "AnonymizerConfig", "Detector", "DetectorUnavailable", "FailReason",
+           "FrameReport", "make_detector"]

@@ -86,19 +86,21 @@ def _anonymize_image(src: Path, dst: Path, anonymizer_factory: Any) -> FileSumma
 def _anonymize_video(src: Path, dst: Path, anonymizer_factory: Any) -> FileSummary:
     summary = FileSummary()
     with VideoReader(src) as reader:
-        writer = VideoWriter(dst, reader.width, reader.height, reader.rate, reader.time_base)
-        # One anonymizer per file: tracks must not carry over from one video into the next.
+        # One anonymizer per file: tracks must not carry over from one video into the next. Built before the
+        # writer: an engine that cannot be built (DetectorUnavailable) leaves no partial output behind.
         anonymizer = anonymizer_factory(live=False)
         try:
-            for frame in reader.frames():
-                pts = frame.pts
-                out, report = anonymizer.process(frame)
-                writer.write(out, pts)
-                summary.add(report)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+            writer = VideoWriter(dst, reader.width, reader.height, reader.rate, reader.time_base)
+            try:
+                for frame in reader.frames():
+                    pts = frame.pts
+                    out, report = anonymizer.process(frame)
+                    writer.write(out, pts)
+                    summary.add(report)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
         finally:
             anonymizer.close()
     return summary
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        from blur import Anonymizer
+        from blur import Anonymizer, DetectorUnavailable
     except ImportError as exc:  # the engine failing to load is a set-up problem, not a per-file one
         print(f"{PROG}: error: anonymizer unavailable: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
             _error(src, str(exc))
             failed += 1
             continue
+        except DetectorUnavailable as exc:  # a set-up problem: no other file would fare better
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted while processing {src}", file=sys.stderr)
             return 130

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from blur import maskers
+
 
 @dataclass(frozen=True)
 class AnonymizerConfig:
@@ -79,3 +81,12 @@ def get_profile(name: str) -> AnonymizerConfig:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}") from None
+
+
+def check_options(config: AnonymizerConfig, mode: str) -> None:
+    """Refuse an unknown mask mode or shape when an engine is built, not on its first frame."""
+    if mode not in maskers.MODES:
+        raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(maskers.MODES)}")
+    for shape in (config.shape, config.live_shape):
+        if shape not in maskers.SHAPES:
+            raise ValueError(f"unknown mask shape {shape!r}: choose one of {', '.join(maskers.SHAPES)}")

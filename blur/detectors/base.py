@@ -17,6 +17,10 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> np.ndarray: ...
 
 
+class DetectorUnavailable(RuntimeError):
+    """A detector that cannot be built here: its optional dependencies are not installed."""
+
+
 def empty_boxes() -> np.ndarray:
     return np.zeros((0, 5), dtype=np.float32)
 
@@ -47,17 +51,3 @@ def nms(boxes: np.ndarray, iou_threshold: float = 0.3, union: bool = False) -> n
         order = rest[iou < iou_threshold]
     return grown[keep].astype(np.float32)
 
-
-def make_detector(name: str = "centerface", *, device: str = "cpu",
-                  threshold: float | None = None) -> Detector:
-    """Build a detector by name: "centerface" (onnxruntime) or "blazeface" (mediapipe, full range).
-    `device` is "cpu" or "cuda" (CenterFace only; falls back to CPU when CUDA is not available)."""
-    if name == "centerface":
-        from blur.detectors.centerface import CenterFaceDetector
-
-        return CenterFaceDetector(device=device, **({} if threshold is None else {"threshold": threshold}))
-    if name == "blazeface":
-        from blur.detectors.blazeface import BlazeFaceDetector
-
-        return BlazeFaceDetector(**({} if threshold is None else {"threshold": threshold}))
-    raise ValueError(f"unknown detector {name!r}: choose 'centerface' or 'blazeface'")

@@ -8,17 +8,26 @@ import warnings
 
 import numpy as np
 
-from blur.detectors.base import empty_boxes
+from blur.detectors.base import DetectorUnavailable, empty_boxes
 
-# mediapipe 0.10.14 calls a deprecated protobuf API on every frame; the warning says nothing to our users.
-warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
+UNAVAILABLE = ("the BlazeFace detector needs the optional 'blazeface' extra: "
+               "pip install 'cctv-relay[blazeface]'")
 
 
 class BlazeFaceDetector:
     name = "blazeface"
 
     def __init__(self, *, threshold: float = 0.3) -> None:
-        import mediapipe as mp
+        # Imported here, not at the top: mediapipe is an optional extra (no profile uses BlazeFace), and
+        # importing it takes about a second (JAX, matplotlib, its protobuf runtime) that `import blur` and
+        # every CenterFace user should not pay.
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise DetectorUnavailable(UNAVAILABLE) from exc
+        # mediapipe 0.10.14 calls a deprecated protobuf API on every frame; the warning says nothing to our
+        # users.
+        warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")
 
         self.threshold = threshold
         self._solution = mp.solutions.face_detection.FaceDetection(

@@ -9,7 +9,9 @@ import importlib.resources
 import threading
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
+import onnxruntime as ort
 
 from blur.detectors.base import empty_boxes, nms
 from blur.detectors.onnx_shapes import dynamic_batch_and_space
@@ -33,8 +35,6 @@ class CenterFaceDetector:
 
     def __init__(self, *, threshold: float = 0.35, device: str = "cpu", threads: int = 1,
                  scale: float = 1.0) -> None:
-        import onnxruntime as ort
-
         # The model carries unused batch-norm initialisers that make onnxruntime warn on every load.
         ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
@@ -60,8 +60,6 @@ class CenterFaceDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray], scale: float = 1.0) -> list[np.ndarray]:
         """One onnxruntime call for several same-sized crops (tiles); boxes per crop in crop pixels."""
-        import cv2
-
         if not images:
             return []
         h, w = images[0].shape[:2]

@@ -4,6 +4,7 @@ pasted onto a textured background, optionally moving. Nothing read from outside 
 from __future__ import annotations
 
 import av
+import cv2
 import numpy as np
 from skimage import data
 
@@ -57,3 +58,19 @@ def inner(box: tuple[int, int, int, int], f: float = 0.15) -> tuple[int, int, in
     x1, y1, x2, y2 = box
     dx, dy = int((x2 - x1) * f), int((y2 - y1) * f)
     return x1 + dx, y1 + dy, x2 - dx, y2 - dy
+
+
+def textured_patch(h: int, w: int, seed: int = 1, channels: int = 0) -> np.ndarray:
+    """A smooth random texture (a stand-in for a face: something flow and template matching can hold),
+    grey (channels=0) or with that many channels."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    noise = cv2.GaussianBlur(rng.integers(0, 256, shape).astype(np.uint8), (0, 0), 1.5)
+    return cv2.normalize(noise, None, 30, 230, cv2.NORM_MINMAX)
+
+
+def paste(img: np.ndarray, patch: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A copy of `img` with `patch` at (x, y)."""
+    out = img.copy()
+    out[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+    return out

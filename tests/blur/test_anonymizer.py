@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blur import PROFILES, Anonymizer, FrameReport, make_detector, maskers
+from blur import PROFILES, Anonymizer, FailReason, FrameReport, make_detector, maskers
 from tests.blur.scenes import FACE_IN_CROP, background, changed_share, inner, scene, to_frame
 from tests.support.detectors import FixedBoxDetector, RaisingDetector, StallingDetector
 
@@ -108,6 +108,18 @@ def test_fails_closed_when_the_detector_raises():
     assert all(anonymizer.process_bgr(img)[1].failsafe for _ in range(3))
     anonymizer.replace_detector(FixedBoxDetector([face]))
     assert not anonymizer.process_bgr(img)[1].failsafe
+
+
+def test_a_fail_closed_report_says_why_as_text_and_as_a_fail_reason():
+    img, face = scene(200, 100)
+    _, ok = Anonymizer(EXACT, detector=FixedBoxDetector([face])).process_bgr(img)
+    assert (ok.failsafe, ok.reason, ok.cause) == (False, None, None)
+    _, raised = Anonymizer(EXACT, detector=RaisingDetector()).process_bgr(img)
+    assert raised.cause is FailReason.DETECTOR_ERROR
+    assert raised.reason == "detector error: RuntimeError: injected detector fault: inference device lost"
+    over = EXACT.with_(frame_budget_ms=0.0)  # every round runs over a zero budget
+    _, late = Anonymizer(over, detector=FixedBoxDetector([face])).process_bgr(img)
+    assert (late.failsafe, late.cause, late.reason) == (True, FailReason.BEHIND_BUDGET, "behind budget")
 
 
 def _run_live(anonymizer, img, seconds, until=None):

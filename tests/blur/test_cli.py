@@ -196,3 +196,31 @@ def test_usage_errors() -> None:
     result = run_cli("--profile", "fastest", "x.png", "--out", "/tmp/never")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_blazeface_without_its_extra_is_one_line_error(media: Path, tmp_path: Path) -> None:
+    # `import mediapipe` raising ImportError, as where the optional `blazeface` extra is not installed, and a
+    # profile that asks for BlazeFace (none does: this one is changed for the run).
+    code = (
+        "import sys\n"
+        "sys.modules['mediapipe'] = None\n"
+        "from blur import profiles\n"
+        "profiles.PROFILES['quality'] = profiles.PROFILES['quality'].with_(detector='blazeface')\n"
+        "from relay.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "anonymize", media / "walk.mp4", media / "astronaut.png", "--out", out],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "cctv-relay: error: the BlazeFace detector needs the optional 'blazeface' extra: "
+        "pip install 'cctv-relay[blazeface]'"
+    ]
+    assert result.stdout == ""
+    assert list(out.iterdir()) == []  # not even a partial video

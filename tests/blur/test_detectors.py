@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
@@ -7,6 +11,12 @@ from blur.detectors.base import nms
 from tests.blur.scenes import FACE_IN_CROP, portrait_bgr
 
 FACE = (181, 58, 270, 178)
+REPO = Path(__file__).resolve().parents[2]
+# Python code that makes `import mediapipe` raise ImportError, as it does where the optional `blazeface`
+# extra is not installed (and `import onnx`, which nothing needs).
+WITHOUT_EXTRA = "import sys\nsys.modules['mediapipe'] = None\nsys.modules['onnx'] = None\n"
+UNAVAILABLE = ("the BlazeFace detector needs the optional 'blazeface' extra: "
+               "pip install 'cctv-relay[blazeface]'")
 
 
 def _iou(a, b) -> float:
@@ -52,6 +62,32 @@ def test_blazeface_finds_the_portrait_face():
     boxes = det.detect(data.astronaut())
     assert len(boxes) == 1
     assert _iou(boxes[0, :4], FACE) > 0.5
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_without_the_blazeface_extra_centerface_works_and_blazeface_is_a_clear_error():
+    code = WITHOUT_EXTRA + """
+from skimage import data
+from blur import DetectorUnavailable, make_detector
+print(len(make_detector("centerface", threshold=0.5).detect(data.astronaut())))
+try:
+    make_detector("blazeface")
+except DetectorUnavailable as exc:
+    print(exc)
+"""
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1", UNAVAILABLE]
+
+
+def test_importing_the_engine_does_not_import_mediapipe():
+    code = "import sys, blur; print(sorted(m for m in ('mediapipe', 'onnx') if m in sys.modules))"
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_detectors_reject_bad_input(centerface):

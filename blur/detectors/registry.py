@@ -1,0 +1,22 @@
+"""Detectors by name: what a profile's `detector` field selects."""
+
+from __future__ import annotations
+
+from blur.detectors.base import Detector
+from blur.detectors.blazeface import BlazeFaceDetector
+from blur.detectors.centerface import CenterFaceDetector
+
+NAMES = ("centerface", "blazeface")
+
+
+def make_detector(name: str = "centerface", *, device: str = "cpu",
+                  threshold: float | None = None) -> Detector:
+    """Build a detector by name: "centerface" (onnxruntime) or "blazeface" (mediapipe, full range; needs the
+    optional `blazeface` extra, else `DetectorUnavailable`). `device` is "cpu" or "cuda" (CenterFace only;
+    falls back to CPU when CUDA is not available)."""
+    given = {} if threshold is None else {"threshold": threshold}
+    if name == "centerface":
+        return CenterFaceDetector(device=device, **given)
+    if name == "blazeface":
+        return BlazeFaceDetector(**given)
+    raise ValueError(f"unknown detector {name!r}: choose 'centerface' or 'blazeface'")
