@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies.audit import AuditError, AuditLog, entry_dict, read_export, verify_export
-from policies.context import PolicySettings
 from policies.db import Database
+from policies.settings import PolicySettings
 
 
 class _UsageError(Exception):

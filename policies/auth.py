@@ -25,10 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from policies.audit import AuditLog
-from policies.context import PolicySettings
+from policies.contract import Principal
 from policies.db import Database
 from policies.models import Role, User
-from policies.service import Principal
+from policies.settings import PolicySettings
 
 LOCAL_ISSUER = "cctv-relay"
 PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_raw": "can_approve_raw",

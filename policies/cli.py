@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies import files
+from policies.audit_cli import register as register_audit
 from policies.context import PolicyContext, PolicySettings, build_context
+from policies.defaults import load_defaults
 from policies.models import Role, User
 from policies.schemas import UserIn
 
@@ -75,8 +77,6 @@ def register(subparsers: Any) -> None:
     common(p)
     p.set_defaults(func=_user_grant)
 
-    from policies.audit_cli import register as register_audit
-
     register_audit(subparsers)
 
 
@@ -86,8 +86,6 @@ def _context(args: argparse.Namespace, seed: bool = True) -> PolicyContext:
         settings = settings.model_copy(update={"database_url": args.database_url})
     ctx = build_context(settings)
     if seed:
-        from policies.defaults import load_defaults
-
         load_defaults(ctx, actor=CLI_ACTOR)  # a fresh database starts from the shipped purposes/roles/rules
     return ctx
 

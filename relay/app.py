@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from policies.auth import AuthError, require
 from policies.context import PolicyContext
-from policies.service import CameraRuntime, Principal
+from policies.contract import CameraRuntime, Principal
 from relay.config import RelaySettings, load_settings
 
 log = logging.getLogger("relay.app")

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from policies.auth import require
-from policies.service import Principal
+from policies.contract import Principal
 
 if TYPE_CHECKING:
     from policies.context import PolicyContext
