@@ -1,5 +1,5 @@
 """`cctv-relay policy validate|import|export` and `cctv-relay user add|set-password|grant`: policy files
-and local accounts from the command line (the `audit` command lives in policies.audit_cli).
+and local accounts from the command line (the `audit` command lives in policies.audit.cli).
 Errors are one line each on stderr, exit status 1; nothing of a rejected file is applied."""
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies import files
-from policies.audit_cli import register as register_audit
-from policies.context import PolicyContext, PolicySettings, build_context
+from policies.audit.cli import register as register_audit
+from policies.context import PolicyContext, build_context
+from policies.db import first_line
 from policies.defaults import load_defaults
 from policies.models import Role, User
 from policies.schemas import UserIn
+from policies.settings import PolicySettings
 
 CLI_ACTOR = "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator")
 
@@ -102,7 +104,7 @@ def _run(func: Any, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(f"error: database: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: database: {first_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -171,7 +171,8 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
 
 
 def _mount_policy_routers(app: FastAPI) -> None:
-    from policies import api, audit_api, auth, register
+    from policies import api, auth, register
+    from policies.audit import api as audit_api
 
     for module in (auth, api, audit_api, register):
         app.include_router(module.router)
