@@ -1,7 +1,8 @@
 """Who is asking: local accounts (argon2 password hashes, short-lived HS256 tokens) and the city's single
-sign-on (OIDC bearer JWTs checked against its JWKS, roles mapped to relay roles). `require(...)` is the
-FastAPI dependency every protected endpoint uses; each refusal is written to the access log (never the
-token itself)."""
+sign-on (OIDC bearer JWTs checked against its JWKS, roles mapped to relay roles). `authorize(request,
+permission)` is the one gate: `require(...)`, the FastAPI dependency every protected endpoint uses, is
+built on it, and the relay calls it where it checks by hand. Each refusal is written to the access log
+(never the token itself)."""
 
 from __future__ import annotations
 
@@ -258,13 +259,44 @@ def _principal(user: User) -> Principal:
 
 
 def bearer_token(request: Request) -> str:
+    """The request's bearer token, or "" without one."""
     # Header only, never a cookie: a browser would attach a cookie to forged cross-site requests too.
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
+    """The address the request came from, as logged ("" when unknown)."""
     return request.client.host if request.client else ""
+
+
+def has_permission(ctx: Any, principal: Principal, permission: str) -> bool:
+    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...); `ctx` is the
+    app's PolicyContext."""
+    return permission in ctx.auth.permissions(principal)
+
+
+def authorize(request: Request, permission: str | None = None) -> Principal:
+    """The one gate: the request's Principal, or HTTPException 401 (no or bad token; logged auth.refused)
+    or 403 (the roles do not grant `permission`; logged auth.forbidden). For FastAPI routes use
+    `Depends(require(permission))`; code that checks by hand (WHEP, /metrics) calls this."""
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+    ctx = request.app.state.policies
+    where = {"method": request.method, "path": request.url.path, "client": client_address(request)}
+    try:
+        principal = ctx.auth.authenticate(bearer_token(request))
+    except AuthError as exc:
+        ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
+                         details={**where, "status": exc.status})
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
+    if permission is not None and not has_permission(ctx, principal, permission):
+        ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
+                         decision="deny", reason=f"missing permission: {permission}",
+                         details={**where, "status": 403})
+        raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
+    return principal
 
 
 def require(permission: str | None = None) -> Callable[..., Principal]:
@@ -273,21 +305,7 @@ def require(permission: str | None = None) -> Callable[..., Principal]:
         raise ValueError(f"unknown permission {permission!r}")
 
     def dependency(request: Request) -> Principal:
-        ctx = request.app.state.policies
-        where = {"method": request.method, "path": request.url.path, "client": _client(request)}
-        try:
-            principal = ctx.auth.authenticate(bearer_token(request))
-        except AuthError as exc:
-            ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
-                             details={**where, "status": exc.status})
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
-        if permission is not None and permission not in ctx.auth.permissions(principal):
-            ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
-                             decision="deny", reason=f"missing permission: {permission}",
-                             details={**where, "status": 403})
-            raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
-        return principal
+        return authorize(request, permission)
 
     return dependency
 
@@ -304,7 +322,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 def login(body: LoginBody, request: Request) -> dict[str, Any]:
     ctx = request.app.state.policies
     try:
-        token = ctx.auth.login(body.username, body.password, client=_client(request))
+        token = ctx.auth.login(body.username, body.password, client=client_address(request))
     except AuthError as exc:
         extra = {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))} if exc.status == 429 else {}
         raise HTTPException(exc.status, detail=str(exc),
