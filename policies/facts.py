@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policies import engine
+from policies.contract import Decision
 from policies.models import Camera, Purpose, RawViewRequest, Role, Rule, User, as_utc
 from policies.settings import PolicySettings
 
@@ -73,7 +74,7 @@ class Decider:
         case_ref: str | None,
         grant: RawViewRequest | None,
         new_session: bool,
-    ) -> engine.Decision:
+    ) -> Decision:
         cam = s.get(Camera, camera_id)
         purpose = s.get(Purpose, purpose_id)
         return engine.decide(
