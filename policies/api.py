@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from policies import files
 from policies.auth import require
 from policies.context import PolicyContext
+from policies.contract import PolicyError, Principal
+from policies.credentials import redact_url
 from policies.models import Camera, Rule, User
 from policies.schemas import (
     CameraIn,
@@ -34,7 +36,6 @@ from policies.schemas import (
     UserOut,
     UserPatch,
 )
-from policies.service import PolicyError, Principal, redact_url
 
 router = APIRouter(prefix="/api")
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,7 +1,8 @@
 """Who is asking: local accounts (argon2 password hashes, short-lived HS256 tokens) and the city's single
-sign-on (OIDC bearer JWTs checked against its JWKS, roles mapped to relay roles). `require(...)` is the
-FastAPI dependency every protected endpoint uses; each refusal is written to the access log (never the
-token itself)."""
+sign-on (OIDC bearer JWTs checked against its JWKS, roles mapped to relay roles). `authorize(request,
+permission)` is the one gate: `require(...)`, the FastAPI dependency every protected endpoint uses, is
+built on it, and the relay calls it where it checks by hand. Each refusal is written to the access log
+(never the token itself)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from policies.audit import AuditLog
-from policies.context import PolicyContext, PolicySettings
+from policies.contract import Principal
 from policies.db import Database
 from policies.models import Role, User
-from policies.service import Principal
+from policies.settings import PolicySettings
 
 LOCAL_ISSUER = "cctv-relay"
 PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_raw": "can_approve_raw",
@@ -258,24 +259,29 @@ def _principal(user: User) -> Principal:
 
 
 def bearer_token(request: Request) -> str:
+    """The request's bearer token, or "" without one."""
     # Header only, never a cookie: a browser would attach a cookie to forged cross-site requests too.
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def client_address(request: Request) -> str:
-    """The caller's address, as the access log records it ("" when unknown)."""
+    """The address the request came from, as logged ("" when unknown)."""
     return request.client.host if request.client else ""
 
 
-def has_permission(ctx: PolicyContext, principal: Principal, permission: str) -> bool:
-    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...)."""
+def has_permission(ctx: Any, principal: Principal, permission: str) -> bool:
+    """Whether the principal's roles grant `permission` ("view", "admin", "audit", ...); `ctx` is the
+    app's PolicyContext."""
     return permission in ctx.auth.permissions(principal)
 
 
 def authorize(request: Request, permission: str | None = None) -> Principal:
-    """The request's Principal, or HTTPException 401 (no/bad token, logged `auth.refused`) / 403 (the roles
-    lack `permission`, logged `auth.forbidden`). Blocking: the database is asked."""
+    """The one gate: the request's Principal, or HTTPException 401 (no or bad token; logged auth.refused)
+    or 403 (the roles do not grant `permission`; logged auth.forbidden). For FastAPI routes use
+    `Depends(require(permission))`; code that checks by hand (WHEP, /metrics) calls this."""
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
     ctx = request.app.state.policies
     where = {"method": request.method, "path": request.url.path, "client": client_address(request)}
     try:

@@ -1,5 +1,5 @@
 """`cctv-relay policy validate|import|export` and `cctv-relay user add|set-password|grant`: policy files
-and local accounts from the command line (the `audit` command lives in policies.audit_cli).
+and local accounts from the command line (the `audit` command lives in policies.audit.cli).
 Errors are one line each on stderr, exit status 1; nothing of a rejected file is applied."""
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies import files
-from policies.context import PolicyContext, PolicySettings, build_context
+from policies.audit.cli import register as register_audit
+from policies.context import PolicyContext, build_context
+from policies.db import first_line
+from policies.defaults import load_defaults
 from policies.models import Role, User
 from policies.schemas import UserIn
+from policies.settings import PolicySettings
 
 CLI_ACTOR = "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator")
 
@@ -75,8 +79,6 @@ def register(subparsers: Any) -> None:
     common(p)
     p.set_defaults(func=_user_grant)
 
-    from policies.audit_cli import register as register_audit
-
     register_audit(subparsers)
 
 
@@ -86,8 +88,6 @@ def _context(args: argparse.Namespace, seed: bool = True) -> PolicyContext:
         settings = settings.model_copy(update={"database_url": args.database_url})
     ctx = build_context(settings)
     if seed:
-        from policies.defaults import load_defaults
-
         load_defaults(ctx, actor=CLI_ACTOR)  # a fresh database starts from the shipped purposes/roles/rules
     return ctx
 
@@ -104,7 +104,7 @@ def _run(func: Any, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(f"error: database: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: database: {first_line(exc)}", file=sys.stderr)
         return 1
 
 

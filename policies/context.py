@@ -1,37 +1,18 @@
-"""Settings and the bundle of control-plane objects an app holds (`app.state.policies`)."""
+"""The bundle of control-plane objects an app holds (`app.state.policies`), wired from the settings
+(`PolicySettings`, kept in policies.settings and named here too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from policies.audit import AuditLog
+from policies.auth import Authenticator
+from policies.db import Database
+from policies.service import PolicyService
+from policies.settings import PolicySettings
 
-if TYPE_CHECKING:
-    from policies.audit import AuditLog
-    from policies.auth import Authenticator
-    from policies.db import Database
-    from policies.service import PolicyService
-
-
-class PolicySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore")
-
-    database_url: str = "sqlite:///var/cctv-relay.db"
-    token_secret: str = Field(default="", description="HMAC key for session tokens; generated if empty")
-    token_ttl_s: int = 900
-    oidc_issuer: str | None = None
-    oidc_audience: str | None = None
-    oidc_jwks_url: str | None = None  # http(s) URL or file path of the city SSO's JWKS
-    oidc_role_claim: str = "roles"
-    oidc_role_map: dict[str, str] = Field(default_factory=dict)  # SSO group/role -> relay role
-    audit_signing_key: str | None = None  # HMAC-SHA256 key: signs each log entry when set
-    retention_days: int = 365  # ordinance maximum for footage; applies to the log too
-    raw_max_minutes: int = 30
-    approval_window_minutes: int = 15  # an approval must be used within this window
-    timezone: str = "Asia/Taipei"  # rule time windows are local time
+__all__ = ["PolicyContext", "PolicySettings", "build_context"]
 
 
 @dataclass
@@ -47,11 +28,6 @@ def build_context(
     settings: PolicySettings, db: Database | None = None, create_tables: bool = True
 ) -> PolicyContext:
     """Wire the control plane: database, access log, authenticator and policy service."""
-    from policies.audit import AuditLog
-    from policies.auth import Authenticator
-    from policies.db import Database
-    from policies.service import PolicyService
-
     if db is None:
         url = settings.database_url
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":

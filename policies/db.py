@@ -66,3 +66,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")  # the access log must survive a crash
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error, a database error's being the driver's own message (which never
+    includes the password of the URL); the error's type name when it says nothing."""
+    message = str(getattr(exc, "orig", None) or exc)
+    return message.splitlines()[0] if message.strip() else type(exc).__name__

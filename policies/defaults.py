@@ -3,18 +3,14 @@ database only, so what administrators changed or deleted since stays changed or 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from sqlalchemy import select
 
 from policies import files
+from policies.context import PolicyContext
+from policies.files import DEFAULTS_DIR
 from policies.models import Purpose, Role
 
-if TYPE_CHECKING:
-    from policies.context import PolicyContext
-
-DEFAULTS_DIR = Path(__file__).with_name("defaults")
+__all__ = ["DEFAULTS_DIR", "load_defaults"]
 
 
 def load_defaults(ctx: PolicyContext, actor: str = "system", force: bool = False) -> list[files.Change]:

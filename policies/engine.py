@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from policies.service import Decision, Mode
+from policies.contract import Decision, Mode
 
 MODES: tuple[Mode, ...] = ("anonymized", "raw")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -8,7 +8,6 @@ error locations (and our cross-reference checks) are looked up in that map."""
 from __future__ import annotations
 
 import functools
-import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policies.auth import AuthError
+from policies.contract import PolicyError
+from policies.credentials import ENV_REF, expand_env, redact_url
 from policies.models import Camera, Purpose, Role, Rule, User
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
-from policies.service import PolicyError, expand_env, redact_url
 
 SECTIONS = ("purposes", "roles", "cameras", "rules", "users")
 KEYS = {"purposes": "id", "roles": "name", "cameras": "id", "rules": "id", "users": "username"}
@@ -42,8 +42,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "users": UserIn,
 }
 KIND = {"purposes": "purpose", "roles": "role", "cameras": "camera", "rules": "rule", "users": "user"}
-_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 REDACTED = "***"
+# The shipped default policy (seeded by policies.defaults); validation without a database may refer to it.
+DEFAULTS_DIR = Path(__file__).with_name("defaults")
 
 Loc = tuple[str | int, ...]
 
@@ -220,7 +221,7 @@ def check_references(
 
 def _is_ref(value: str | None) -> bool:
     """A value made only of `${ENV}` references names a secret without holding one."""
-    return bool(value) and not _ENV_REF.sub("", value or "").strip()
+    return bool(value) and not ENV_REF.sub("", value or "").strip()
 
 
 def record_dict(section: str, obj: Any, secrets: bool = False) -> dict[str, Any]:
@@ -370,8 +371,6 @@ def validate(paths: Path | str | Sequence[Path | str], db: Any = None) -> Loaded
     """Shape and references. Without a database, references may also name the shipped defaults."""
     loaded = load(paths)
     if db is None:
-        from policies.defaults import DEFAULTS_DIR
-
         check_references(loaded, also_known=load(DEFAULTS_DIR).document)
     else:
         with db.session() as s:

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from policies.credentials import CAMERA_ENV_NAME, ENV_REF
 from policies.engine import DAY_NAMES, parse_hhmm
-from policies.service import CAMERA_ENV_NAME, ENV_REF
 
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 ModeName = Literal["anonymized", "raw"]

@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, audit_api, auth, register
+from policies import api, auth, register
+from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
+from policies.contract import CameraRuntime
 from policies.models import Camera
-from policies.service import CameraRuntime
 from relay import whep
 from relay.cameras import CameraManager
 from relay.config import RelaySettings, load_settings

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from policies.context import PolicySettings
+from policies.settings import PolicySettings
 
 # The file load_settings() is reading; a context variable so concurrent loads (tests) don't mix files.
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar("_config_values", default=None)

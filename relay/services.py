@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 
 from policies.auth import require
 from policies.context import PolicyContext
-from policies.service import Principal
+from policies.contract import Principal
 from relay.cameras import CameraManager
 from relay.config import RelaySettings
 from relay.sessions import SessionRegistry

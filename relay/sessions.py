@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection
 
-from policies.service import PolicyService, Principal
+from policies.contract import Principal
+from policies.service import PolicyService
 from relay.hub import Subscription
 
 log = logging.getLogger("relay.sessions")

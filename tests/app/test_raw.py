@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from policies.service import Principal
+from policies.contract import Principal
 from tests.app.conftest import CAMERA, Relay
 from tests.app.faces import FaceProbe
 from tests.app.whep_client import Viewer, open_viewer

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from policies.context import PolicyContext, PolicySettings
+from policies.context import PolicyContext
+from policies.contract import Principal
 from policies.db import Database
 from policies.models import Role, User
-from policies.service import Principal
+from policies.settings import PolicySettings
 
 
 def _pg_bin() -> Path:

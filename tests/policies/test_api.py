@@ -13,8 +13,8 @@ from sqlalchemy import select
 from policies.api import router
 from policies.auth import router as auth_router
 from policies.context import PolicyContext
+from policies.contract import Principal
 from policies.models import AuditEntry
-from policies.service import Principal
 from tests.policies.conftest import Clock
 
 CAMERA = {

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from policies.audit_api import router as audit_router
+from policies.audit.api import router as audit_router
 from policies.auth import router as auth_router
 from policies.context import PolicyContext
 from policies.models import Role, User

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from policies.audit import AuditLog
-from policies.audit_cli import main
+from policies.audit.cli import main
 from policies.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def test_bad_input_is_one_line(log: AuditLog, tmp_path: Path, capsys: pytest.Cap
 
 def test_verify_exit_status_from_a_real_process(log: AuditLog) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "policies.audit_cli", "audit", "verify"]
+    cmd = [sys.executable, "-m", "policies.audit.cli", "audit", "verify"]
     with log.db.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET reason = 'nothing happened' WHERE seq = 6"))
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -29,10 +29,11 @@ from policies import auth as auth_module
 from policies.audit import AuditLog
 from policies.auth import Authenticator, AuthError, require
 from policies.auth import router as auth_router
-from policies.context import PolicyContext, PolicySettings
+from policies.context import PolicyContext
+from policies.contract import Principal
 from policies.db import Database
 from policies.models import User
-from policies.service import Principal
+from policies.settings import PolicySettings
 
 ISSUER = "https://sso.example.taipei/realms/city"
 AUDIENCE = "cctv-relay"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from policies.context import PolicyContext
+from policies.contract import Principal
 from policies.files import LoadedPolicy, PolicyDocument, apply
 from policies.models import AuditEntry
 from policies.schemas import CameraIn
-from policies.service import Principal
 from tests.policies.conftest import ROLE_NAMES, Clock
 
 ALL_PURPOSES = (
@@ -138,7 +138,7 @@ def test_raw_request_is_refused_where_the_policy_would_never_allow_raw(
         ),
         actor="test",
     )
-    from policies.service import Forbidden, NotFound
+    from policies.contract import Forbidden, NotFound
 
     svc = context.service
     for who, cam, purpose, fragment, err in [

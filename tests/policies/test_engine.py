@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from policies.contract import Decision
 from policies.engine import (
     CameraFacts,
     PurposeFacts,
@@ -19,7 +20,6 @@ from policies.engine import (
     decide,
     parse_hhmm,
 )
-from policies.service import Decision
 
 TPE = ZoneInfo("Asia/Taipei")
 CAM = CameraFacts(

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from policies.context import PolicyContext
+from policies.contract import Conflict, Principal
 from policies.files import LoadedPolicy, PolicyDocument, apply
 from policies.models import AuditEntry, Camera, RawViewRequest, ViewSession
 from policies.schemas import CameraIn
-from policies.service import Conflict, Principal
 from tests.policies.conftest import Clock
 
 CI = "criminal_investigation"

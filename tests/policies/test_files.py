@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from policies import files
 from policies.cli import register
-from policies.context import PolicyContext, PolicySettings, build_context
+from policies.context import PolicyContext, build_context
 from policies.models import AuditEntry, Camera, Rule, User
+from policies.settings import PolicySettings
 
 GOOD = """\
 version: 1

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import event, select
 
 from policies.context import PolicyContext
+from policies.contract import Conflict, Forbidden, NotFound, PolicyError, Principal
 from policies.db import Database
 from policies.files import LoadedPolicy, PolicyDocument, apply, delete
 from policies.models import AuditEntry, Camera, Rule, User
 from policies.schemas import CameraIn
-from policies.service import Conflict, Forbidden, NotFound, PolicyError, Principal
 from tests.policies.conftest import Clock
 
 CASE = "TPD-2026-0042"

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from policies.service import CameraRuntime
+from policies.contract import CameraRuntime
 from relay.cameras import CameraManager, CameraSpec, UnknownCamera
 from relay.sources import SourceOptions
 from tests.relay.conftest import RtspServer, free_port, wait_for

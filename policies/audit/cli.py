@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies.audit import AuditError, AuditLog, entry_dict, read_export, verify_export
-from policies.context import PolicySettings
-from policies.db import Database
+from policies.db import Database, first_line
+from policies.settings import PolicySettings
 
 
 class _UsageError(Exception):
@@ -103,7 +103,7 @@ def _run(func: Any, args: argparse.Namespace) -> int:
         return 2
     except SQLAlchemyError as exc:
         # The driver's message is enough and never includes the password of the URL.
-        print(f"cctv-relay audit: database error: {str(exc.orig or exc).splitlines()[0]}", file=sys.stderr)
+        print(f"cctv-relay audit: database error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 
@@ -177,7 +177,7 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m policies.audit_cli ...`), same as `cctv-relay audit ...`."""
+    """Stand-alone entry (`python -m policies.audit.cli ...`), same as `cctv-relay audit ...`."""
     parser = argparse.ArgumentParser(prog="cctv-relay")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from policies.audit import AuditError, entry_dict
 from policies.auth import require
-from policies.service import Principal
+from policies.contract import Principal
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require("audit"))]

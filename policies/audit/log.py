@@ -1,0 +1,18 @@
+"""`AuditLog`: the access log as the rest of policies uses it, one object over the chain (append,
+verify), retention, queries, statistics and exports."""
+
+from __future__ import annotations
+
+from policies.audit.entries import AuditError
+from policies.audit.export import Exports
+from policies.audit.retention import Retention
+from policies.db import Database
+
+
+class AuditLog(Retention, Exports):
+    def __init__(self, db: Database, signing_key: bytes | str | None = None,
+                 retention_days: int = 365) -> None:
+        super().__init__(db, signing_key)
+        if retention_days < 1:
+            raise AuditError("retention_days must be at least 1")
+        self.retention_days = retention_days

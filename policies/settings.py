@@ -1,0 +1,24 @@
+"""The control plane's settings (`CCTV_*` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PolicySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore")
+
+    database_url: str = "sqlite:///var/cctv-relay.db"
+    token_secret: str = Field(default="", description="HMAC key for session tokens; generated if empty")
+    token_ttl_s: int = 900
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # http(s) URL or file path of the city SSO's JWKS
+    oidc_role_claim: str = "roles"
+    oidc_role_map: dict[str, str] = Field(default_factory=dict)  # SSO group/role -> relay role
+    audit_signing_key: str | None = None  # HMAC-SHA256 key: signs each log entry when set
+    retention_days: int = 365  # ordinance maximum for footage; applies to the log too
+    raw_max_minutes: int = 30
+    approval_window_minutes: int = 15  # an approval must be used within this window
+    timezone: str = "Asia/Taipei"  # rule time windows are local time
