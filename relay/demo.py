@@ -13,13 +13,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import uvicorn
 import yaml
 
+from policies import files
+from policies.context import build_context
+from policies.defaults import load_defaults
+from relay.app import create_app
 from relay.config import RelaySettings, load_settings
 from relay.sample_camera import RtspServer, SampleCameraError, rtsp_available
-from relay.samples import DEFAULT_WALKERS, Walker
+from relay.samples import DEFAULT_WALKERS, Walker, render_frame, street_background
 
 CAMERA_ID = "demo-xinyi-01"
 
@@ -66,11 +73,8 @@ def write_demo_clip(path: Path, *, width: int = 1280, height: int = 720, fps: in
     """The sample street scene as an H.264 Annex B stream, an IDR every second, that walks forth then back:
     an RTSP server loops the file, and the loop must not make people jump (a face appearing out of nowhere
     is the engine's known gap until its next detection round; see blur/README)."""
-    from fractions import Fraction
 
-    import av
 
-    from relay.samples import render_frame, street_background
 
     background = street_background(width, height)
     with av.open(str(path), "w", format="h264") as container:
@@ -116,9 +120,6 @@ def demo_policy(source_url: str) -> dict:
 
 def prepare(data_dir: Path, source_url: str, *, host: str, port: int) -> tuple[DemoSetup, object]:
     """Database, default policy, demo camera and users. Returns the setup and its PolicyContext."""
-    from policies import files
-    from policies.context import build_context
-    from policies.defaults import load_defaults
 
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{(data_dir / 'demo.db').resolve()}"
@@ -169,9 +170,7 @@ def banner(setup: DemoSetup) -> str:
 
 
 def run(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, use_rtsp: bool | None = None) -> int:
-    import uvicorn
 
-    from relay.app import create_app
 
     sample = ensure_sample(data_dir)
     want_rtsp = rtsp_available() if use_rtsp is None else use_rtsp

