@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from policies.auth import AuthError, require
 from policies.context import PolicyContext
 from policies.service import CameraRuntime, Principal
+from relay import ui
 from relay.config import RelaySettings, load_settings
 
 log = logging.getLogger("relay.app")
@@ -141,6 +142,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
 
     app = FastAPI(title="cctv-relay", version="0.1.0", lifespan=lifespan,
                   description="Anonymizing CCTV relay: live video over WHEP under access policy, logged.")
+    csp = ui.content_security_policy(settings)  # _CSP, plus the map's tile service when one is set
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
@@ -155,7 +157,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         path = request.url.path
         if path == "/" or path.startswith("/static/"):
-            response.headers.setdefault("Content-Security-Policy", _CSP)
+            response.headers.setdefault("Content-Security-Policy", csp)
             response.headers.setdefault("X-Frame-Options", "DENY")
         elif path.startswith(("/api/", "/whep/")):
             response.headers.setdefault("Cache-Control", "no-store")
@@ -165,6 +167,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     from relay.whep import router as whep_router
 
     app.include_router(whep_router)
+    app.include_router(ui.router)  # /public/ page, /ui/config.json, /api/live/catalog
     _add_relay_routes(app, settings)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
     return app
