@@ -61,6 +61,7 @@ function signOut(message) {
   sessionStorage.removeItem("cctv_token");
   state.user = null;
   state.cameras = [];
+  state.byId = null;
   $("#cameras").replaceChildren();
   $("#grid").replaceChildren();
   $("#raw-requests tbody").replaceChildren();
@@ -305,6 +306,10 @@ function restoreTiles() {
 }
 
 // --- map, filters and the camera list ------------------------------------------------------------
+function cameraById(id) {
+  return state.byId ? state.byId.get(id) : state.cameras.find((c) => c.id === id);
+}
+
 function healthOf(h) {
   if (!h || h.state === "idle") return "idle";
   return h.connected ? "up" : "down";
@@ -365,7 +370,7 @@ function applyFilters() {
   const f = filters();
   const shown = new Set();
   for (const li of document.querySelectorAll("#cameras li.camera")) {
-    const cam = state.cameras.find((c) => c.id === li.dataset.camera);
+    const cam = cameraById(li.dataset.camera);
     const visible = Boolean(cam) && matches(cam, f);
     li.hidden = !visible;
     if (visible) shown.add(cam.id);
@@ -392,10 +397,13 @@ async function refreshCameras() {
   }
   const before = JSON.stringify(state.cameras.map((c) => [c.id, c.latitude, c.longitude]));
   state.cameras = (await response.json()).cameras;
+  state.byId = new Map(state.cameras.map((c) => [c.id, c]));
   $("#cameras-empty").hidden = state.cameras.length > 0;
   $("#cameras-empty").textContent = t("dash.no_cameras");
-  const rows = state.cameras.map((cam) => cameraRow(cam, list.querySelector(`[data-camera="${CSS.escape(cam.id)}"]`)));
-  list.replaceChildren(...rows);
+  const existing = new Map([...list.children].map((li) => [li.dataset.camera, li]));
+  const rows = state.cameras.map((cam) => cameraRow(cam, existing.get(cam.id)));
+  // Same cameras in the same order (the usual refresh): the rows were updated in place.
+  if (rows.length !== list.children.length || rows.some((li, i) => list.children[i] !== li)) list.replaceChildren(...rows);
   fillChoices($("#filter-district"), [...new Set(state.cameras.map((c) => c.district).filter(Boolean))].sort(), "filter.any");
   fillChoices($("#filter-tag"), [...new Set(state.cameras.flatMap((c) => c.tags || []))].sort(), "filter.any");
   if (state.map) {
@@ -404,7 +412,7 @@ async function refreshCameras() {
       $("#map-note").hidden = unplaced === 0;
       $("#map-note").textContent = t("map.unplaced", { n: unplaced });
     } else {
-      state.map.recolor((id) => HEALTH_COLOR[healthOf((state.cameras.find((c) => c.id === id) || {}).health)]);
+      state.map.recolor((id) => HEALTH_COLOR[healthOf((cameraById(id) || {}).health)]);
     }
   }
   applyFilters();
@@ -449,7 +457,7 @@ function cameraRow(cam, existing) {
 function paintRows() {
   const raw = state.layout.mode === "raw";
   for (const li of document.querySelectorAll("#cameras li.camera")) {
-    const cam = state.cameras.find((c) => c.id === li.dataset.camera);
+    const cam = cameraById(li.dataset.camera);
     if (!cam) continue;
     const open = (raw ? cam.raw_purposes : cam.purposes) || [];
     const allowed = Boolean(state.layout.purpose) && open.includes(state.layout.purpose);
@@ -730,7 +738,7 @@ function relabel() {
   if (state.map) state.map.relabel();
   if (can("view")) {
     for (const li of document.querySelectorAll("#cameras li.camera")) {
-      const cam = state.cameras.find((c) => c.id === li.dataset.camera);
+      const cam = cameraById(li.dataset.camera);
       if (cam) paintHealth($(".health", li), cam.health);
     }
     fillChoices($("#filter-district"), [...new Set(state.cameras.map((c) => c.district).filter(Boolean))].sort(), "filter.any");

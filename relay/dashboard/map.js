@@ -67,7 +67,10 @@ const CameraMap = (() => {
     }
 
     function recolor(color) {
-      for (const marker of markers.values()) marker.setStyle({ fillColor: color(marker.cameraId) });
+      for (const marker of markers.values()) {
+        const fill = color(marker.cameraId);
+        if (marker.options.fillColor !== fill) marker.setStyle({ fillColor: fill }); // redraw only changes
+      }
     }
 
     return { map, setCameras, setVisible, recolor, relabel: zoomControl, get size() { return markers.size; } };
