@@ -27,7 +27,10 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
+        from policies.upgrade import add_missing_columns
+
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)  # columns newer than an existing database
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -42,6 +42,7 @@ class Purpose(Base):
     __tablename__ = "purposes"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "criminal_investigation"
     label: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # display names by language, {"zh-TW": ...}
     allows_raw: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -49,6 +50,7 @@ class Role(Base):
     __tablename__ = "roles"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "police_investigator"
     description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # display names by language, {"zh-TW": ...}
     can_view: Mapped[bool] = mapped_column(Boolean, default=False)  # may watch (anonymized) video at all
     can_request_raw: Mapped[bool] = mapped_column(Boolean, default=False)
     can_approve_raw: Mapped[bool] = mapped_column(Boolean, default=False)

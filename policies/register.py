@@ -1,7 +1,7 @@
 """The public camera register (`/public`, no authentication): which cameras exist, where, run by whom,
-for which approved purposes, with what signage, and how often they were watched. Built from an explicit
-list of public fields, so stream URLs, credentials and privacy masks can never slip in; statistics carry
-no user names."""
+for which approved purposes (with display names by language), with what signage, and how often they
+were watched. Built from an explicit list of public fields, so stream URLs, credentials and privacy
+masks can never slip in; statistics carry no user names."""
 
 from __future__ import annotations
 
@@ -21,14 +21,16 @@ _CACHE = {"Cache-Control": "public, max-age=60"}
 def _cameras(request: Request) -> list[dict[str, Any]]:
     db = request.app.state.policies.db
     with db.session() as s:
-        labels = {p.id: p.label for p in s.scalars(select(Purpose))}
+        purposes = {p.id: p for p in s.scalars(select(Purpose))}
         cams = list(s.scalars(select(Camera).where(Camera.enabled.is_(True)).order_by(Camera.id)))
         return [{
             "id": c.id, "name": c.name,
             "location": {"latitude": c.latitude, "longitude": c.longitude, "address": c.address,
                          "district": c.district},
             "agency": c.agency,
-            "purposes": [{"id": p, "label": labels.get(p, p)} for p in (c.purposes or [])],
+            "purposes": [{"id": p, "label": purposes[p].label if p in purposes else p,
+                          "labels": dict(purposes[p].labels or {}) if p in purposes else {}}
+                         for p in (c.purposes or [])],
             "signage": bool(c.signage),
         } for c in cams]
 

@@ -14,6 +14,11 @@ from policies.engine import DAY_NAMES, parse_hhmm
 
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 ModeName = Literal["anonymized", "raw"]
+# Display names per language (BCP 47 tags: "zh-TW", "en"); the dashboard and the public register show the
+# one for the reader's language and fall back to `label` (purposes) or the id.
+LanguageTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
+Labels = dict[LanguageTag, Annotated[str, Field(min_length=1, max_length=200)]]
+LABELS_HELP = "display names by language: {zh-TW: ..., en: ...}"
 
 
 class _Strict(BaseModel):
@@ -23,6 +28,7 @@ class _Strict(BaseModel):
 class PurposeIn(_Strict):
     id: Ident
     label: str = Field(min_length=1, max_length=200)
+    labels: Labels = Field(default_factory=dict, description=LABELS_HELP)
     allows_raw: bool = False
 
 
@@ -33,6 +39,7 @@ class PurposeOut(PurposeIn):
 class RoleIn(_Strict):
     name: Ident
     description: str = ""
+    labels: Labels = Field(default_factory=dict, description=LABELS_HELP)
     can_view: bool = False
     can_request_raw: bool = False
     can_approve_raw: bool = False

@@ -30,7 +30,7 @@ from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
 from policies.contract import CameraRuntime
 from policies.models import Camera
-from relay import whep
+from relay import ui, whep
 from relay.cameras import CameraManager
 from relay.config import RelaySettings, load_settings
 from relay.health import CameraHealth
@@ -40,9 +40,6 @@ from relay.sessions import SessionRegistry
 
 log = logging.getLogger("relay.app")
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
-# The dashboard loads only its own files; media arrives over WebRTC (no blob/data URLs needed for video).
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "media-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # Health fields safe to show any viewer (never the source URL, redacted or not: that is for admins).
 _HEALTH_FIELDS = ("state", "connected", "fps_in", "fps_out", "last_frame_age_s", "reconnects", "failures",
                   "viewers", "failsafe_frames", "dropped_frames", "last_error", "width", "height", "frozen")
@@ -113,6 +110,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
 
     app = FastAPI(title="cctv-relay", version="0.1.0", lifespan=lifespan,
                   description="Anonymizing CCTV relay: live video over WHEP under access policy, logged.")
+    csp = ui.content_security_policy(settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
@@ -127,7 +125,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         path = request.url.path
         if path == "/" or path.startswith("/static/"):
-            response.headers.setdefault("Content-Security-Policy", _CSP)
+            response.headers.setdefault("Content-Security-Policy", csp)
             response.headers.setdefault("X-Frame-Options", "DENY")
         elif path.startswith(("/api/", "/whep/")):
             response.headers.setdefault("Cache-Control", "no-store")
@@ -136,6 +134,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     for module in (auth, api, audit_api, register):
         app.include_router(module.router)
     app.include_router(whep.router)
+    app.include_router(ui.router)  # /public/ page, /ui/config.json, /api/live/catalog
     _add_relay_routes(app)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
     return app

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from policies.settings import PolicySettings
@@ -48,6 +48,22 @@ class RelaySettings(PolicySettings):
     retention_every_s: float = Field(default=86400.0, ge=60)  # access-log retention: at start, then every
     metrics_token: str | None = None  # bearer token for Prometheus scraping; admins may always scrape
     cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call WHEP (players)
+    # Maps (dashboard and public page): the city's own tile service, a Leaflet URL template such as
+    # "https://tiles.example.gov.tw/{z}/{x}/{y}.png" (its origin is added to the pages' img-src). None: the
+    # cameras are drawn over a plain background; nothing is fetched from elsewhere.
+    map_tile_url: str | None = None
+    map_attribution: str = ""  # shown in the map's corner, e.g. the tile service's copyright
+    map_center: tuple[float, float] = (25.0478, 121.5319)  # latitude, longitude: Taipei Main Station
+    map_zoom: int = Field(default=12, ge=1, le=19)
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_template(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("https://", "http://")) or not all(p in v for p in ("{z}", "{x}", "{y}")):
+            raise ValueError("must be an http(s) URL template with {z}, {x} and {y}")
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the relay's tests and demo use: GStreamer's RTSP server (the fake camera, run with
 # Debian's own python3 and its python3-gi), headless Chromium (the dashboard test, driven by Playwright
-# through executable_path) and PostgreSQL (the deployment database, started by the tests on loopback).
+# through executable_path; Noto CJK so the zh-TW pages render) and PostgreSQL (the deployment database,
+# started by the tests on loopback).
 set -euo pipefail
 pkgs=(
   python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  chromium fonts-dejavu-core
+  chromium fonts-dejavu-core fonts-noto-cjk
   postgresql
 )
 missing=()

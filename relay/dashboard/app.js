@@ -1,15 +1,23 @@
-// Dashboard: sign in, list the cameras you may watch, play them over WHEP (one RTCPeerConnection per tile).
-// No framework, no build step. The token lives in sessionStorage only (gone when the tab closes).
+// Operations dashboard: sign in; the cameras you may watch on a map and in a list, with search and filters;
+// a layout of 1, 4, 9 or 16 tiles, each playing one camera over WHEP (one RTCPeerConnection per tile). The
+// purpose (and mode) is chosen once for the layout, as far as policy allows; the layout survives a reload
+// (localStorage, per user). No framework, no build step. The token lives in sessionStorage only.
 "use strict";
 
-const state = { token: sessionStorage.getItem("cctv_token"), user: null, cameras: [], tiles: new Map() };
+const state = {
+  token: sessionStorage.getItem("cctv_token"), user: null, cameras: [], catalog: { purposes: {}, roles: {} },
+  config: null, map: null, tiles: new Map(), // slot index -> tile
+  layout: { size: 4, purpose: "", mode: "anonymized", caseRef: "", slots: [] }, selected: 0,
+};
+const SIZES = [1, 4, 9, 16];
 const $ = (sel, root = document) => root.querySelector(sel);
+const t = (key, params) => I18N.t(key, params);
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401 && path !== "/api/auth/login") signOut("Your sign-in expired; please sign in again.");
+  if (response.status === 401 && path !== "/api/auth/login") signOut(t("dash.expired"));
   return response;
 }
 
@@ -23,6 +31,15 @@ async function reason(response) {
   }
 }
 
+// A server's reason as the reader's language has it, with the server's own words as the detail.
+function explain(serverText) {
+  const { message, detail } = I18N.reason(serverText);
+  return message ? t("common.reason_with_detail", { message, detail }) : detail;
+}
+
+const purposeName = (id) => I18N.label(state.catalog.purposes[id], id.replaceAll("_", " "));
+const roleName = (name) => I18N.label(state.catalog.roles[name], name.replaceAll("_", " "));
+
 // --- sign in -------------------------------------------------------------------------------------
 async function signIn(event) {
   event.preventDefault();
@@ -30,7 +47,7 @@ async function signIn(event) {
   error.textContent = "";
   const body = JSON.stringify({ username: $("#username").value, password: $("#password").value });
   const response = await api("/api/auth/login", { method: "POST", headers: { "Content-Type": "application/json" }, body });
-  if (!response.ok) { error.textContent = await reason(response); return; }
+  if (!response.ok) { error.textContent = explain(await reason(response)); return; }
   const data = await response.json();
   state.token = data.access_token;
   sessionStorage.setItem("cctv_token", state.token);
@@ -39,16 +56,20 @@ async function signIn(event) {
 }
 
 function signOut(message) {
-  for (const id of [...state.tiles.keys()]) closeTile(id);
+  for (const slot of [...state.tiles.keys()]) closeTile(slot, { keepPlace: true });
   state.token = null;
   sessionStorage.removeItem("cctv_token");
   state.user = null;
   state.cameras = [];
+  state.byId = null;
   $("#cameras").replaceChildren();
+  $("#grid").replaceChildren();
   $("#raw-requests tbody").replaceChildren();
   $("#raw-panel").hidden = true;
   $("#whoami").hidden = true;
+  $("#workspace").hidden = true;
   $("#cameras-panel").hidden = true;
+  $("#layout-panel").hidden = true;
   $("#sign-in-panel").hidden = false;
   $("#sign-in-error").textContent = typeof message === "string" ? message : "";
 }
@@ -57,13 +78,31 @@ async function start() {
   const me = await api("/api/auth/me");
   if (!me.ok) { signOut(); return; }
   state.user = await me.json();
-  $("#user-name").textContent = state.user.display_name || state.user.username;
-  $("#user-roles").textContent = `(${state.user.roles.join(", ")})`;
+  const catalog = await api("/api/live/catalog");
+  if (catalog.ok) state.catalog = await catalog.json();
+  paintWhoami();
   $("#whoami").hidden = false;
   $("#sign-in-panel").hidden = true;
+  $("#workspace").hidden = false;
   $("#cameras-panel").hidden = false;
+  const viewer = can("view");
+  for (const sel of [".filters", "#map", "#layout-panel"]) $(sel).hidden = !viewer;
   $("#raw-panel").hidden = !(can("request_raw") || can("approve_raw"));
+  loadLayout();
+  if (viewer) ensureMap();
+  if (state.map) state.map.map.invalidateSize();
   await refresh();
+  if (viewer) {
+    buildGrid();
+    fillLayoutControls();
+    restoreTiles();
+  }
+}
+
+function paintWhoami() {
+  if (!state.user) return;
+  $("#user-name").textContent = state.user.display_name || state.user.username;
+  $("#user-roles").textContent = `(${state.user.roles.map(roleName).join(t("common.list_separator"))})`;
 }
 
 function can(permission) {
@@ -75,12 +114,212 @@ async function refresh() {
   if (!$("#raw-panel").hidden) await refreshRawRequests();
 }
 
-// --- camera list ---------------------------------------------------------------------------------
+// --- the layout: size, purpose, mode, which camera in which tile (saved per user) ----------------
+function layoutKey() { return `cctv_layout:${state.user ? state.user.username : ""}`; }
+
+function loadLayout() {
+  let saved = null;
+  try { saved = JSON.parse(localStorage.getItem(layoutKey()) || "null"); } catch { saved = null; }
+  const size = saved && SIZES.includes(saved.size) ? saved.size : 4;
+  state.layout = {
+    size, purpose: (saved && saved.purpose) || "", mode: saved && saved.mode === "raw" ? "raw" : "anonymized",
+    caseRef: (saved && saved.caseRef) || "",
+    slots: Array.from({ length: 16 }, (_, i) => (saved && Array.isArray(saved.slots) && saved.slots[i]) || null),
+  };
+  state.selected = 0;
+}
+
+function saveLayout() {
+  if (!state.user) return;
+  localStorage.setItem(layoutKey(), JSON.stringify(state.layout));
+}
+
+// Purposes open to the user on at least one camera, in this mode; the layout's purpose is one of them.
+function openPurposes(mode) {
+  const ids = new Set();
+  for (const cam of state.cameras) for (const p of (mode === "raw" ? cam.raw_purposes : cam.purposes) || []) ids.add(p);
+  const order = Object.keys(state.catalog.purposes);
+  return [...ids].sort((a, b) => (order.indexOf(a) - order.indexOf(b)) || a.localeCompare(b));
+}
+
+function fillLayoutControls() {
+  const anyRaw = state.cameras.some((c) => (c.raw_purposes || []).length > 0);
+  const modeSelect = $("#layout-mode");
+  modeSelect.querySelector('option[value="raw"]').disabled = !anyRaw;
+  if (!anyRaw && state.layout.mode === "raw") state.layout.mode = "anonymized";
+  modeSelect.value = state.layout.mode;
+  modeSelect.disabled = !anyRaw;
+  const ids = openPurposes(state.layout.mode);
+  if (!ids.includes(state.layout.purpose)) state.layout.purpose = ids[0] || "";
+  const select = $("#layout-purpose");
+  select.replaceChildren(...ids.map((p) => new Option(purposeName(p), p)));
+  select.value = state.layout.purpose;
+  select.disabled = ids.length === 0;
+  const raw = state.layout.mode === "raw";
+  $("#layout-case-ref-label").hidden = !raw;
+  $("#layout-case-ref").value = state.layout.caseRef;
+  for (const b of document.querySelectorAll(".layout-sizes .size")) {
+    b.setAttribute("aria-pressed", String(Number(b.dataset.size) === state.layout.size));
+  }
+  paintRows();
+  saveLayout();
+}
+
+// A new purpose, mode or case for the layout: every playing tile opens again under it (a new view,
+// asked of the policy again and logged), since a view's purpose is fixed when it starts.
+function changeLayout(change) {
+  Object.assign(state.layout, change);
+  fillLayoutControls();
+  for (const [slot, tile] of [...state.tiles]) {
+    if (tile.purpose !== state.layout.purpose || tile.mode !== state.layout.mode || tile.caseRef !== state.layout.caseRef) {
+      const cam = tile.cam;
+      closeTile(slot, { keepPlace: true });
+      openTile(slot, cam);
+    }
+  }
+}
+
+function setSize(size) {
+  state.layout.size = size;
+  for (const [slot] of [...state.tiles]) if (slot >= size) closeTile(slot, { keepPlace: true });
+  buildGrid();
+  fillLayoutControls();
+  restoreTiles();
+}
+
+function buildGrid() {
+  const grid = $("#grid");
+  const size = state.layout.size;
+  grid.dataset.size = String(size);
+  const slots = [];
+  for (let i = 0; i < size; i += 1) {
+    const existing = grid.querySelector(`.slot[data-slot="${i}"]`);
+    const slot = existing || $("#slot").content.firstElementChild.cloneNode(true);
+    if (!existing) {
+      slot.dataset.slot = String(i);
+      wireSlot(slot, i);
+      I18N.apply(slot);
+    }
+    slots.push(slot);
+  }
+  grid.replaceChildren(...slots);
+  if (state.selected >= size) state.selected = 0;
+  paintSlots();
+}
+
+function paintSlots() {
+  for (const slot of document.querySelectorAll("#grid .slot")) {
+    const i = Number(slot.dataset.slot);
+    slot.classList.toggle("selected", i === state.selected);
+    slot.setAttribute("aria-label", t("layout.slot", { n: i + 1 }));
+  }
+}
+
+function wireSlot(slot, i) {
+  slot.addEventListener("click", (event) => {
+    if (event.target.closest("button")) return;
+    state.selected = i;
+    paintSlots();
+  });
+  slot.addEventListener("dragover", (event) => { event.preventDefault(); slot.classList.add("drop"); });
+  slot.addEventListener("dragleave", () => slot.classList.remove("drop"));
+  slot.addEventListener("drop", (event) => {
+    event.preventDefault();
+    slot.classList.remove("drop");
+    const id = event.dataTransfer.getData("text/x-camera") || event.dataTransfer.getData("text/plain");
+    const from = event.dataTransfer.getData("text/x-slot");
+    const cam = state.cameras.find((c) => c.id === id);
+    if (from !== "" && Number(from) !== i) moveTile(Number(from), i);
+    else if (cam) place(cam, i);
+  });
+  slot.addEventListener("keydown", (event) => slotKey(event, i));
+}
+
+function slotKey(event, i) {
+  if (event.target !== event.currentTarget) return; // keys inside the tile's buttons are theirs
+  const size = state.layout.size;
+  const side = Math.sqrt(size);
+  const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -side, ArrowDown: side };
+  if (event.key in moves) {
+    const next = i + moves[event.key];
+    if (next >= 0 && next < size) {
+      event.preventDefault();
+      state.selected = next;
+      paintSlots();
+      $(`#grid .slot[data-slot="${next}"]`).focus();
+    }
+  } else if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    state.selected = i;
+    paintSlots();
+    $("#search").focus(); // choose a camera for this tile
+  } else if (event.key === "Delete" || event.key === "Backspace") {
+    event.preventDefault();
+    closeTile(i);
+  } else if (event.key === "f" || event.key === "F") {
+    const tile = state.tiles.get(i);
+    if (tile) { event.preventDefault(); fullscreen(tile); }
+  }
+}
+
+// Put a camera in a tile: the given one, else the selected one if empty, else the first empty one.
+function place(cam, target = null) {
+  const size = state.layout.size;
+  const already = state.layout.slots.slice(0, size).indexOf(cam.id);
+  if (already >= 0 && already !== target) {
+    state.selected = already;
+    paintSlots();
+    $(`#grid .slot[data-slot="${already}"]`).focus();
+    return;
+  }
+  let slot = target;
+  if (slot === null) {
+    const empty = [...Array(size).keys()].filter((i) => !state.layout.slots[i]);
+    slot = !state.layout.slots[state.selected] ? state.selected : (empty[0] ?? state.selected);
+  }
+  if (state.tiles.has(slot)) closeTile(slot, { keepPlace: true });
+  state.layout.slots[slot] = cam.id;
+  saveLayout();
+  openTile(slot, cam);
+  const next = [...Array(size).keys()].find((i) => !state.layout.slots[i]);
+  state.selected = next ?? slot;
+  paintSlots();
+}
+
+function moveTile(from, to) {
+  const a = state.layout.slots[from];
+  const b = state.layout.slots[to];
+  for (const s of [from, to]) if (state.tiles.has(s)) closeTile(s, { keepPlace: true });
+  state.layout.slots[to] = a;
+  state.layout.slots[from] = b;
+  saveLayout();
+  restoreTiles();
+}
+
+function restoreTiles() {
+  for (let i = 0; i < state.layout.size; i += 1) {
+    const id = state.layout.slots[i];
+    if (!id || state.tiles.has(i)) continue;
+    const cam = state.cameras.find((c) => c.id === id);
+    if (cam) openTile(i, cam);
+  }
+}
+
+// --- map, filters and the camera list ------------------------------------------------------------
+function cameraById(id) {
+  return state.byId ? state.byId.get(id) : state.cameras.find((c) => c.id === id);
+}
+
+function healthOf(h) {
+  if (!h || h.state === "idle") return "idle";
+  return h.connected ? "up" : "down";
+}
+
 function healthText(h) {
-  if (!h) return ["idle", "idle"];
-  if (h.state === "idle") return ["idle", "idle (connects when watched)"];
-  if (h.connected) return ["up", `up · ${Number(h.fps_out ?? h.fps_in ?? 0).toFixed(0)} fps`];
-  return ["down", h.last_error ? `down · ${h.last_error}` : "down"];
+  const kind = healthOf(h);
+  if (kind === "idle") return ["idle", t("health.idle_long")];
+  if (kind === "up") return ["up", t("health.up_fps", { fps: Number(h.fps_out ?? h.fps_in ?? 0).toFixed(0) })];
+  return ["down", h.last_error ? t("health.down_because", { error: h.last_error }) : t("health.down")];
 }
 
 function paintHealth(el, h) {
@@ -89,11 +328,63 @@ function paintHealth(el, h) {
   el.textContent = text;
 }
 
+const HEALTH_COLOR = { up: "#2ea043", down: "#e5534b", idle: "#8b98a5" };
+
+function ensureMap() {
+  if (state.map || !state.config) return;
+  state.map = CameraMap.create($("#map"), state.config.map, {
+    onSelect: (cam) => place(cam),
+    tooltip: (cam) => `${cam.name}${cam.district ? ` · ${cam.district}` : ""}`,
+    color: (cam) => HEALTH_COLOR[healthOf(cam.health)],
+  });
+}
+
+function filters() {
+  return {
+    text: $("#search").value.trim().toLowerCase(), district: $("#filter-district").value,
+    tag: $("#filter-tag").value, health: $("#filter-health").value,
+  };
+}
+
+function matches(cam, f) {
+  if (f.district && cam.district !== f.district) return false;
+  if (f.tag && !(cam.tags || []).includes(f.tag)) return false;
+  if (f.health && healthOf(cam.health) !== f.health) return false;
+  if (f.text) {
+    const hay = [cam.name, cam.id, cam.address, cam.district, ...(cam.tags || [])].join(" ").toLowerCase();
+    if (!hay.includes(f.text)) return false;
+  }
+  return true;
+}
+
+function fillChoices(select, values, anyKey) {
+  const signature = `${I18N.lang}|${values.join("\u0000")}`;
+  if (select.dataset.signature === signature) return; // unchanged: leave an open list alone
+  select.dataset.signature = signature;
+  const current = select.value;
+  select.replaceChildren(new Option(t(anyKey), ""), ...values.map((v) => new Option(v, v)));
+  select.value = values.includes(current) ? current : "";
+}
+
+function applyFilters() {
+  const f = filters();
+  const shown = new Set();
+  for (const li of document.querySelectorAll("#cameras li.camera")) {
+    const cam = cameraById(li.dataset.camera);
+    const visible = Boolean(cam) && matches(cam, f);
+    li.hidden = !visible;
+    if (visible) shown.add(cam.id);
+  }
+  if (state.map) state.map.setVisible(f.text || f.district || f.tag || f.health ? shown : null);
+  $("#cameras-count").textContent = t("filter.count", { shown: shown.size, total: state.cameras.length });
+}
+
 async function refreshCameras() {
   if (!can("view")) {
     $("#cameras").replaceChildren();
     $("#cameras-empty").hidden = false;
-    $("#cameras-empty").textContent = "Your roles include no live video.";
+    $("#cameras-empty").textContent = t("dash.no_live_video");
+    $("#cameras-count").textContent = "";
     return;
   }
   const response = await api("/api/live/cameras");
@@ -101,48 +392,81 @@ async function refreshCameras() {
   if (!response.ok) {
     list.replaceChildren();
     $("#cameras-empty").hidden = false;
-    $("#cameras-empty").textContent = await reason(response);
+    $("#cameras-empty").textContent = explain(await reason(response));
     return;
   }
+  const before = JSON.stringify(state.cameras.map((c) => [c.id, c.latitude, c.longitude]));
   state.cameras = (await response.json()).cameras;
+  state.byId = new Map(state.cameras.map((c) => [c.id, c]));
   $("#cameras-empty").hidden = state.cameras.length > 0;
-  const rows = state.cameras.map((cam) => cameraRow(cam, list.querySelector(`[data-camera="${CSS.escape(cam.id)}"]`)));
-  list.replaceChildren(...rows);
+  $("#cameras-empty").textContent = t("dash.no_cameras");
+  const existing = new Map([...list.children].map((li) => [li.dataset.camera, li]));
+  const rows = state.cameras.map((cam) => cameraRow(cam, existing.get(cam.id)));
+  // Same cameras in the same order (the usual refresh): the rows were updated in place.
+  if (rows.length !== list.children.length || rows.some((li, i) => list.children[i] !== li)) list.replaceChildren(...rows);
+  fillChoices($("#filter-district"), [...new Set(state.cameras.map((c) => c.district).filter(Boolean))].sort(), "filter.any");
+  fillChoices($("#filter-tag"), [...new Set(state.cameras.flatMap((c) => c.tags || []))].sort(), "filter.any");
+  if (state.map) {
+    if (JSON.stringify(state.cameras.map((c) => [c.id, c.latitude, c.longitude])) !== before) {
+      const unplaced = state.map.setCameras(state.cameras);
+      $("#map-note").hidden = unplaced === 0;
+      $("#map-note").textContent = t("map.unplaced", { n: unplaced });
+    } else {
+      state.map.recolor((id) => HEALTH_COLOR[healthOf((cameraById(id) || {}).health)]);
+    }
+  }
+  applyFilters();
+  paintRows();
   for (const tile of state.tiles.values()) {
-    const cam = state.cameras.find((c) => c.id === tile.cameraId);
+    const cam = state.cameras.find((c) => c.id === tile.cam.id);
     if (cam) paintHealth($(".health", tile.el), cam.health);
   }
 }
 
 function cameraRow(cam, existing) {
-  // Keep a row (and the user's choices in it) while the purposes open to the user stay the same.
-  const rights = JSON.stringify([cam.purposes, cam.raw_purposes]);
-  if (existing && existing.dataset.rights !== rights) existing = null;
   const li = existing || $("#camera-row").content.firstElementChild.cloneNode(true);
   li.dataset.camera = cam.id;
-  li.dataset.rights = rights;
   $(".camera-name", li).textContent = cam.name;
   $(".camera-where", li).textContent = [cam.district, cam.address].filter(Boolean).join(" · ");
+  $(".camera-tags", li).replaceChildren(...(cam.tags || []).map((tag) => {
+    const s = document.createElement("span");
+    s.className = "tag";
+    s.textContent = tag;
+    return s;
+  }));
   paintHealth($(".health", li), cam.health);
   if (!existing) {
-    const purpose = $(".purpose", li);
-    const mode = $(".mode", li);
-    const fill = () => {
-      const raw = mode.value === "raw";
-      const ids = raw ? cam.raw_purposes : cam.purposes;
-      purpose.replaceChildren(...ids.map((p) => new Option(p.replaceAll("_", " "), p)));
-      $(".case-ref-label", li).hidden = !raw;
-      $(".ask", li).hidden = !(raw && can("request_raw"));
-    };
-    $(".ask", li).addEventListener("click", () =>
-      askApproval(li, cam, purpose.value, $(".case-ref", li).value.trim()));
-    if (!cam.raw_purposes || cam.raw_purposes.length === 0) $(".mode", li).disabled = true;
-    mode.addEventListener("change", fill);
-    fill();
-    $(".play", li).addEventListener("click", () =>
-      openTile(cam, purpose.value, mode.value, $(".case-ref", li).value.trim()));
+    I18N.apply(li);
+    li.addEventListener("dragstart", (event) => {
+      event.dataTransfer.setData("text/x-camera", cam.id);
+      event.dataTransfer.setData("text/plain", cam.id);
+    });
+    $(".ask", li).addEventListener("click", () => {
+      const current = state.cameras.find((c) => c.id === li.dataset.camera) || cam;
+      askApproval(li, current, state.layout.purpose, $("#layout-case-ref").value.trim());
+    });
+    $(".play", li).addEventListener("click", () => {
+      const current = state.cameras.find((c) => c.id === li.dataset.camera) || cam;
+      place(current);
+    });
   }
   return li;
+}
+
+// Whether each camera may be watched for the layout's purpose and mode; the reason shows on the button.
+function paintRows() {
+  const raw = state.layout.mode === "raw";
+  for (const li of document.querySelectorAll("#cameras li.camera")) {
+    const cam = cameraById(li.dataset.camera);
+    if (!cam) continue;
+    const open = (raw ? cam.raw_purposes : cam.purposes) || [];
+    const allowed = Boolean(state.layout.purpose) && open.includes(state.layout.purpose);
+    const play = $(".play", li);
+    play.disabled = !allowed;
+    play.title = allowed ? "" : t("camera.not_for_purpose", { purpose: purposeName(state.layout.purpose || "-") });
+    li.classList.toggle("not-allowed", !allowed);
+    $(".ask", li).hidden = !(raw && can("request_raw") && allowed);
+  }
 }
 
 // --- raw view: dual control --------------------------------------------------------------------------
@@ -154,25 +478,31 @@ function rowStatus(li, text, isError) {
 }
 
 async function askApproval(li, cam, purpose, caseRef) {
-  if (!caseRef) { rowStatus(li, "A raw view needs a case reference.", true); return; }
-  const justification = window.prompt("Why do you need to see faces? (recorded in the access log)") || "";
+  if (!caseRef) { rowStatus(li, t("raw.needs_case_ref"), true); return; }
+  const justification = window.prompt(t("raw.justification_prompt")) || "";
   const response = await api("/api/raw-requests", {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ camera_id: cam.id, purpose, case_ref: caseRef, justification }),
   });
-  if (!response.ok) { rowStatus(li, `Request refused: ${await reason(response)}`, true); return; }
-  rowStatus(li, "Requested: a second person with the approve right must approve it before you can play raw.");
+  if (!response.ok) { rowStatus(li, t("raw.request_refused", { reason: explain(await reason(response)) }), true); return; }
+  rowStatus(li, t("raw.requested"));
   await refreshRawRequests();
 }
 
 function when(iso) {
-  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  return iso ? new Date(iso).toLocaleTimeString(I18N.lang, { hour: "2-digit", minute: "2-digit" }) : "";
 }
 
 async function refreshRawRequests() {
   const response = await api("/api/raw-requests");
   if (!response.ok) return;
   const rows = (await response.json()).slice(-20).reverse();
+  state.rawRequests = rows;
+  paintRawRequests();
+}
+
+function paintRawRequests() {
+  const rows = state.rawRequests || [];
   $("#raw-empty").hidden = rows.length > 0;
   $("#raw-requests").hidden = rows.length === 0;
   $("#raw-requests tbody").replaceChildren(...rows.map(rawRow));
@@ -181,32 +511,33 @@ async function refreshRawRequests() {
 function rawRow(req) {
   const tr = document.createElement("tr");
   tr.dataset.request = req.id;
-  for (const text of [req.camera_id, req.purpose.replaceAll("_", " "), req.case_ref, req.requester,
-                      req.status, when(req.expires_at)]) {
+  const cam = state.cameras.find((c) => c.id === req.camera_id);
+  for (const text of [cam ? cam.name : req.camera_id, purposeName(req.purpose), req.case_ref, req.requester,
+                      t(`raw.status_${req.status}`), when(req.expires_at)]) {
     const td = document.createElement("td");
     td.textContent = text;
     tr.append(td);
   }
   const actions = document.createElement("td");
-  const act = (label, path, body) => {
+  const act = (labelKey, path, body) => {
     const b = document.createElement("button");
     b.type = "button";
-    b.textContent = label;
+    b.textContent = t(labelKey);
     b.addEventListener("click", async () => {
       const r = await api(`/api/raw-requests/${encodeURIComponent(req.id)}/${path}`, {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body()) });
-      if (!r.ok) window.alert(await reason(r));
+      if (!r.ok) window.alert(explain(await reason(r)));
       await refreshRawRequests();
     });
     actions.append(b);
   };
   const mine = state.user && req.requester === state.user.username;
   if (req.status === "pending" && can("approve_raw") && !mine) {
-    act("Approve 30 min", "approve", () => ({ minutes: 30 }));
-    act("Deny", "deny", () => ({ reason: window.prompt("Reason for denying") || "denied" }));
+    act("raw.approve_30", "approve", () => ({ minutes: 30 }));
+    act("raw.deny", "deny", () => ({ reason: window.prompt(t("raw.deny_prompt")) || "denied" }));
   }
   if (["pending", "approved"].includes(req.status) && (mine || can("approve_raw") || can("admin"))) {
-    act("Revoke", "revoke", () => ({ reason: window.prompt("Reason for revoking") || "revoked" }));
+    act("raw.revoke", "revoke", () => ({ reason: window.prompt(t("raw.revoke_prompt")) || "revoked" }));
   }
   tr.append(actions);
   return tr;
@@ -222,76 +553,140 @@ function waitForIce(pc, ms) {
   });
 }
 
-function tileMessage(tile, text, kind) {
-  const msg = $(".message", tile.el);
-  msg.hidden = !text;
-  msg.textContent = text || "";
-  msg.className = `overlay message ${kind || ""}`;
+// A tile's message: a catalogue key with its parameters, and the server's reason to explain, kept so a
+// language switch can write it again.
+function tileMessage(tile, key, kind, params = {}, serverReason = null) {
+  tile.msg = key ? { key, params, serverReason } : null;
   if (kind) tile.el.dataset.state = kind;
+  const msg = $(".message", tile.el);
+  msg.className = `overlay message ${kind || (tile.msg ? msg.className.split(" ")[2] || "" : "")}`.trim();
+  paintTileMessage(tile);
+}
+
+function paintTileMessage(tile) {
+  const msg = $(".message", tile.el);
+  msg.hidden = !tile.msg;
+  if (!tile.msg) { msg.textContent = ""; return; }
+  const params = Object.assign({}, tile.msg.params);
+  if (tile.msg.serverReason !== null) params.reason = explain(tile.msg.serverReason);
+  msg.textContent = t(tile.msg.key, params);
+}
+
+function paintTile(tile) {
+  const el = tile.el;
+  $(".tile-name", el).textContent = tile.cam.name;
+  $(".tile-purpose", el).textContent = purposeName(tile.purpose);
+  $(".tile-purpose", el).dataset.purpose = tile.purpose;
+  $(".tile-mode", el).textContent = t(`mode.${tile.shownMode || tile.mode}`);
+  $(".tile-mode", el).className = `badge tile-mode ${tile.shownMode || tile.mode}`;
+  paintTileMessage(tile);
+  paintExpiry(tile);
+}
+
+function paintExpiry(tile) {
+  const el = $(".tile-expires", tile.el);
+  if (!tile.expires || (tile.shownMode || tile.mode) !== "raw") { el.hidden = true; return; }
+  const left = Math.max(0, Math.round((tile.expires - Date.now()) / 1000));
+  const mm = String(Math.floor(left / 60));
+  const ss = String(left % 60).padStart(2, "0");
+  el.hidden = false;
+  el.textContent = t("tile.raw_left", { time: `${mm}:${ss}` });
+  el.classList.toggle("soon", left < 120);
+}
+
+function paintFps(tile) {
+  const video = $("video", tile.el);
+  if (!video.getVideoPlaybackQuality || tile.el.dataset.state !== "playing") { $(".tile-fps", tile.el).textContent = ""; return; }
+  const frames = video.getVideoPlaybackQuality().totalVideoFrames;
+  const now = performance.now();
+  if (tile.fpsMark) {
+    const fps = ((frames - tile.fpsMark.frames) * 1000) / Math.max(1, now - tile.fpsMark.at);
+    tile.fps = fps;
+    $(".tile-fps", tile.el).textContent = t("tile.fps", { fps: fps.toFixed(0) });
+  }
+  tile.fpsMark = { frames, at: now };
+}
+
+function fullscreen(tile) {
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  else tile.el.requestFullscreen().catch(() => {});
 }
 
 // `replacing`: the tile of an earlier session of the same view, whose place the new tile takes.
-async function openTile(cam, purpose, mode, caseRef, replacing = null) {
-  const key = `${cam.id}|${purpose}|${mode}`;
-  if (state.tiles.has(key) && state.tiles.get(key) !== replacing) return;
+async function openTile(slot, cam, replacing = null) {
+  const slotEl = $(`#grid .slot[data-slot="${slot}"]`);
+  if (!slotEl) return;
   const el = $("#tile").content.firstElementChild.cloneNode(true);
-  const tile = { key, cameraId: cam.id, el, pc: null, location: null, cam, purpose, mode, caseRef,
+  I18N.apply(el);
+  const { purpose, mode, caseRef } = state.layout;
+  const tile = { slot, el, pc: null, location: null, cam, purpose, mode, caseRef, msg: null,
                  reopened: replacing ? replacing.reopened + 1 : 0 };
-  state.tiles.set(key, tile);
+  state.tiles.set(slot, tile);
   el.dataset.camera = cam.id;
   el.dataset.state = "connecting";
-  $(".tile-name", el).textContent = cam.name;
-  $(".tile-purpose", el).textContent = purpose.replaceAll("_", " ");
-  $(".tile-mode", el).textContent = mode;
-  $(".tile-mode", el).classList.add(mode);
+  el.draggable = true;
+  el.addEventListener("dragstart", (event) => {
+    event.dataTransfer.setData("text/x-slot", String(slot));
+    event.dataTransfer.setData("text/plain", cam.id);
+  });
+  paintTile(tile);
   paintHealth($(".health", el), cam.health);
-  $(".close", el).addEventListener("click", () => closeTile(key));
-  if (replacing) replacing.el.replaceWith(el); else $("#grid").append(el);
-  tileMessage(tile, replacing ? "The camera was changed: reconnecting…" : "Connecting…", "");
+  $(".close", el).addEventListener("click", () => closeTile(slot));
+  $(".fullscreen", el).addEventListener("click", () => fullscreen(tile));
+  $(".slot-empty", slotEl).hidden = true;
+  const old = slotEl.querySelector(".tile");
+  if (old) old.replaceWith(el); else slotEl.append(el);
+  tileMessage(tile, replacing ? "tile.reconnecting" : "tile.connecting", "");
+  tile.clock = setInterval(() => { paintExpiry(tile); paintFps(tile); }, 1000);
+  if (!purpose) { tileMessage(tile, "tile.no_purpose", "denied"); return; }
 
   const pc = new RTCPeerConnection();
   tile.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
   const video = $("video", el);
+  video.setAttribute("aria-label", cam.name);
   pc.addEventListener("track", (event) => {
     video.srcObject = event.streams[0] || new MediaStream([event.track]);
     video.play().catch(() => {});
   });
-  video.addEventListener("playing", () => { tileMessage(tile, "", ""); el.dataset.state = "playing"; });
+  video.addEventListener("playing", () => { tileMessage(tile, null, ""); el.dataset.state = "playing"; });
   pc.addEventListener("connectionstatechange", () => {
-    if (["failed", "disconnected"].includes(pc.connectionState) && state.tiles.has(key)
+    if (["failed", "disconnected"].includes(pc.connectionState) && state.tiles.get(slot) === tile
         && !["denied", "ended"].includes(el.dataset.state)) {
-      tileMessage(tile, "The session ended (authorization expired or revoked, or the connection dropped).", "ended");
+      tileMessage(tile, "tile.dropped", "ended");
     }
   });
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIce(pc, 2000);
     const query = new URLSearchParams({ purpose, mode });
-    if (caseRef) query.set("case_ref", caseRef);
+    if (caseRef && mode === "raw") query.set("case_ref", caseRef);
     const response = await api(`/whep/${encodeURIComponent(cam.id)}?${query}`, {
       method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
     });
+    if (state.tiles.get(slot) !== tile) { pc.close(); return; } // closed while asking
     if (response.status !== 201) {
       const why = await reason(response);
-      tileMessage(tile, response.status === 403 ? `Access denied: ${why}` : `Cannot play: ${why}`, "denied");
+      tileMessage(tile, response.status === 403 ? "tile.denied" : "tile.cannot_play", "denied", {}, why);
       pc.close();
       return;
     }
     tile.location = response.headers.get("Location");
     tile.watch = setInterval(() => watchSession(tile), 2000);
-    const mode_ = response.headers.get("X-View-Mode");
-    if (mode_) $(".tile-mode", el).textContent = mode_;
+    tile.shownMode = response.headers.get("X-View-Mode") || mode;
+    const expires = response.headers.get("X-View-Expires");
+    tile.expires = expires ? Date.parse(expires) : null;
+    paintTile(tile);
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
   } catch (err) {
-    tileMessage(tile, `Cannot play: ${err.message || err}`, "denied");
+    tileMessage(tile, "tile.cannot_play", "denied", {}, String(err.message || err));
     pc.close();
   }
 }
 
 // The relay ends sessions itself when authorization expires or is revoked: say so, with its reason.
 async function watchSession(tile) {
-  if (!state.tiles.has(tile.key) || !tile.location) { clearInterval(tile.watch); return; }
+  if (state.tiles.get(tile.slot) !== tile || !tile.location) { clearInterval(tile.watch); return; }
   const response = await api(tile.location);
   if (response.status === 410 || response.status === 404) {
     clearInterval(tile.watch);
@@ -300,20 +695,29 @@ async function watchSession(tile) {
     if (tile.pc) tile.pc.close();
     // An admin changed the camera (source or privacy masks) and its stream restarted: open the view again,
     // which asks the policy again and is logged as a new view. A few times, not in a loop.
-    if (why.includes("stream stopped") && tile.reopened < 3 && state.tiles.get(tile.key) === tile) {
-      openTile(tile.cam, tile.purpose, tile.mode, tile.caseRef, tile);
+    if (why.includes("stream stopped") && tile.reopened < 3 && state.tiles.get(tile.slot) === tile) {
+      clearInterval(tile.clock);
+      openTile(tile.slot, tile.cam, tile);
       return;
     }
-    tileMessage(tile, why, "ended");
+    tileMessage(tile, "tile.ended", "ended", {}, why);
   }
 }
 
-async function closeTile(key) {
-  const tile = state.tiles.get(key);
+async function closeTile(slot, { keepPlace = false } = {}) {
+  const tile = state.tiles.get(slot);
+  if (!keepPlace) {
+    state.layout.slots[slot] = null;
+    saveLayout();
+  }
   if (!tile) return;
-  state.tiles.delete(key);
+  state.tiles.delete(slot);
   clearInterval(tile.watch);
+  clearInterval(tile.clock);
+  if (document.fullscreenElement === tile.el) document.exitFullscreen().catch(() => {});
+  const slotEl = tile.el.parentElement;
   tile.el.remove();
+  if (slotEl && !slotEl.querySelector(".tile")) $(".slot-empty", slotEl).hidden = false;
   // End the WHEP session first, so the access log records the viewer's choice, not a dropped peer.
   if (tile.location) await api(tile.location, { method: "DELETE" }).catch(() => {});
   if (tile.pc) tile.pc.close();
@@ -327,9 +731,60 @@ window.addEventListener("pagehide", () => {
   }
 });
 
-document.addEventListener("DOMContentLoaded", () => {
+// A new language: everything the script wrote is written again.
+function relabel() {
+  paintWhoami();
+  if (!state.user) return;
+  if (state.map) state.map.relabel();
+  if (can("view")) {
+    for (const li of document.querySelectorAll("#cameras li.camera")) {
+      const cam = cameraById(li.dataset.camera);
+      if (cam) paintHealth($(".health", li), cam.health);
+    }
+    fillChoices($("#filter-district"), [...new Set(state.cameras.map((c) => c.district).filter(Boolean))].sort(), "filter.any");
+    fillChoices($("#filter-tag"), [...new Set(state.cameras.flatMap((c) => c.tags || []))].sort(), "filter.any");
+    fillLayoutControls();
+    applyFilters();
+    paintSlots();
+    $("#cameras-empty").textContent = t("dash.no_cameras");
+    for (const tile of state.tiles.values()) { paintTile(tile); paintHealth($(".health", tile.el), tile.cam.health); }
+  } else {
+    $("#cameras-empty").textContent = t("dash.no_live_video");
+  }
+  paintRawRequests();
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  await I18N.init();
+  state.config = await (await fetch("/ui/config.json")).json();
+  document.addEventListener("i18n:change", relabel);
   $("#sign-in").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
+  for (const sel of ["#search", "#filter-district", "#filter-tag", "#filter-health"]) {
+    $(sel).addEventListener("input", applyFilters);
+  }
+  $("#search").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return; // Enter: the first camera the search shows goes to the selected tile
+    const first = [...document.querySelectorAll("#cameras li.camera")].find((li) => !li.hidden && !$(".play", li).disabled);
+    const cam = first && state.cameras.find((c) => c.id === first.dataset.camera);
+    if (cam) { event.preventDefault(); place(cam); }
+  });
+  for (const b of document.querySelectorAll(".layout-sizes .size")) {
+    b.addEventListener("click", () => setSize(Number(b.dataset.size)));
+  }
+  $("#layout-purpose").addEventListener("change", () => changeLayout({ purpose: $("#layout-purpose").value }));
+  $("#layout-mode").addEventListener("change", () => changeLayout({ mode: $("#layout-mode").value }));
+  $("#layout-case-ref").addEventListener("change", () => changeLayout({ caseRef: $("#layout-case-ref").value.trim() }));
+  $("#layout-case-ref").addEventListener("input", () => { state.layout.caseRef = $("#layout-case-ref").value.trim(); saveLayout(); });
+  $("#layout-clear").addEventListener("click", () => {
+    for (let i = 0; i < 16; i += 1) closeTile(i);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "/" && !["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) {
+      event.preventDefault();
+      $("#search").focus();
+    }
+  });
   if (state.token) start();
-  setInterval(() => { if (state.token && !$("#cameras-panel").hidden) refresh(); }, 5000);
+  setInterval(() => { if (state.token && !$("#workspace").hidden) refresh(); }, 5000);
 });

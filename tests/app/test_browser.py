@@ -72,8 +72,8 @@ def play_raw_as_investigator(page: Page) -> Locator:
     page.click("#sign-out")
     sign_in(page, "investigator")
     row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
-    row.locator(".mode").select_option("raw")
-    row.locator(".case-ref").fill("TPE-2026-0777")
+    page.locator("#layout-mode").select_option("raw")  # mode, purpose and case are the layout's
+    page.locator("#layout-case-ref").fill("TPE-2026-0777")
     row.locator(".play").click()
     return row
 
@@ -82,7 +82,8 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, rtsp_url: str, f
                                                   tmp_path: Path) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            locale="en-US")  # the dashboard speaks the browser's language; these checks read English
         try:
             page = browser.new_page()
             page.goto(relay.base_url + "/")
@@ -95,13 +96,14 @@ def test_dashboard_plays_masked_video_in_chromium(relay: Relay, rtsp_url: str, f
 
             sign_in(page, "operator")
             row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
-            assert "criminal_investigation" not in row.locator(".purpose").inner_html()
-            row.locator(".purpose").select_option("traffic_management")
+            assert "criminal_investigation" not in page.locator("#layout-purpose").inner_html()
+            page.locator("#layout-purpose").select_option("traffic_management")  # the layout's purpose
             row.locator(".play").click()
             page.wait_for_selector(f'{TILE}[data-state="playing"]', timeout=60_000)
             tile = page.locator(TILE)
             assert tile.locator(".tile-mode").inner_text() == "anonymized"
-            assert tile.locator(".tile-purpose").inner_text() == "traffic management"
+            assert tile.locator(".tile-purpose").get_attribute("data-purpose") == "traffic_management"
+            assert tile.locator(".tile-purpose").inner_text() == "Traffic management"  # its English name
 
             shots = []
             for _ in range(12):

@@ -62,8 +62,10 @@ def test_cameras_json(client: TestClient) -> None:
         "location": {"latitude": 25.0522, "longitude": 121.5203, "address": ADDRESS,
                      "district": "Zhongshan"},
         "agency": "Taipei Police",
-        "purposes": [{"id": "public_safety", "label": "Public safety (公共安全)"},
-                     {"id": "traffic_management", "label": "Traffic management (交通管理)"}],
+        "purposes": [{"id": "public_safety", "label": "Public safety (公共安全)",
+                      "labels": {"zh-TW": "公共安全", "en": "Public safety"}},
+                     {"id": "traffic_management", "label": "Traffic management (交通管理)",
+                      "labels": {"zh-TW": "交通管理", "en": "Traffic management"}}],
         "signage": True,
     }
     assert client.get("/public/districts.json").json() == {"Da'an": 2, "Zhongshan": 1}
