@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,33 @@ class _Server(uvicorn.Server):
         pass
 
 
+@contextmanager
+def served(app: Any, sock: socket.socket) -> Iterator[asyncio.AbstractEventLoop]:
+    """Serve `app` under uvicorn on `sock` (already bound) in a thread; yields the server's event loop."""
+    port = int(sock.getsockname()[1])
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve(sockets=[sock]))
+
+    thread = threading.Thread(target=serve, name="relay-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
+        time.sleep(0.05)
+    try:
+        yield loops[0]
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
 @pytest.fixture(scope="session")
 def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[Relay]:
     """The relay app under uvicorn on a socket bound here (a free loopback port), shared by the service
@@ -194,25 +222,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[R
     ctx.service.clock = clock
     seed(ctx, tmp, rtsp_url)
     app = create_app(settings, context=ctx)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        loops.append(loop)
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve(sockets=[sock]))
-
-    thread = threading.Thread(target=serve, name="relay-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
-        time.sleep(0.05)
-    yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loops[0])
-    server.should_exit = True
-    thread.join(20)
-    sock.close()
+    with served(app, sock) as loop:
+        yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loop)
     ctx.db.dispose()
 
 

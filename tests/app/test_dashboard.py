@@ -7,12 +7,10 @@ serious or critical accessibility violation. With CCTV_SCREENSHOTS=<dir>, each v
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +21,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from policies import files
 from policies.context import PolicyContext, build_context
 from policies.defaults import load_defaults
 from relay.config import load_settings
-from tests.app.conftest import free_port
+from tests.app.conftest import bound_socket, served
 from tests.app.faces import FaceProbe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,11 +67,6 @@ class OpsRelay:
     ctx: PolicyContext
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # runs in a thread
-        pass
-
-
 def _policy(source_url: str) -> str:
     cams = "".join(
         f"  - {{id: {cid}, name: \"{name}\", district: \"{district}\", tags: {json.dumps(tags)}, "
@@ -92,7 +84,8 @@ def ops(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[Ops
     from relay.app import create_app
 
     tmp = tmp_path_factory.mktemp("dash")
-    port = free_port()
+    sock = bound_socket()
+    port = int(sock.getsockname()[1])
     settings = load_settings(database_url=f"sqlite:///{tmp / 'relay.db'}", token_secret="d" * 40,
                              host="127.0.0.1", port=port, linger_s=2.0)
     ctx = build_context(settings)
@@ -102,20 +95,8 @@ def ops(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[Ops
     files.apply(ctx.db, ctx.audit, files.load(tmp / "policy.yaml"), actor="tests",
                 hasher=ctx.auth.hash_password)
     app = create_app(settings, context=ctx)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-
-    def serve() -> None:
-        asyncio.run(server.serve())
-
-    thread = threading.Thread(target=serve, name="dash-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
-        time.sleep(0.05)
-    yield OpsRelay(f"http://127.0.0.1:{port}", app, ctx)
-    server.should_exit = True
-    thread.join(20)
+    with served(app, sock):
+        yield OpsRelay(f"http://127.0.0.1:{port}", app, ctx)
     ctx.db.dispose()
 
 
