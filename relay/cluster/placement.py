@@ -45,8 +45,10 @@ class Placement:
         self.me = store.me
 
     def alive(self, silent_s: float | None) -> bool:
-        """A replica is taken to be alive while it beat within a lease's lifetime."""
-        return silent_s is not None and silent_s < self.keeper.ttl_s
+        """A replica is taken to be alive while it missed at most one heartbeat (and beat within a lease's
+        lifetime): viewers are not sent to one that has just died."""
+        limit = min(self.keeper.ttl_s, 2 * self.keeper.renew_s + 0.5)
+        return silent_s is not None and silent_s < limit
 
     async def place(self, camera_id: str) -> Place:
         if camera_id in self.keeper.held:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from relay.cluster.store import LeaseStore
+from tests.app.conftest import clip, rtsp_url  # noqa: F401  (fixtures: the real RTSP camera)
 from tests.policies.conftest import make_pg_database, postgres_server  # noqa: F401  (fixtures)
 
 
