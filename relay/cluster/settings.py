@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 
 from pydantic import Field, model_validator
@@ -17,7 +18,8 @@ class ClusterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore")
 
     # This replica's name among the relays sharing the database (a StatefulSet pod's name, "relay-0").
-    # None: a single relay, named after its host and process; it advertises no path of its own.
+    # None: a single relay, named after its host and process (and a random tag: two apps in one process,
+    # as tests make, are two replicas); it advertises no path of its own.
     replica_id: str | None = None
     # Where other replicas send this one's viewers (307) and where its sessions live (Location): a path the
     # ingress routes to this replica (default "/r/{replica_id}" when replica_id is set), or an absolute URL.
@@ -39,8 +41,8 @@ class ClusterSettings(BaseSettings):
         return self
 
     def replica_name(self) -> str:
-        """This replica's id: the setting, or (a single relay) its host and process id."""
-        return self.replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}"
+        """This replica's id: the setting, or (a single relay) its host, process id and a random tag."""
+        return self.replica_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def advertised(self) -> str:
         """The prefix of this replica's own URLs ("" for a single relay without an id)."""
