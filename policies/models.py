@@ -158,6 +158,8 @@ class ViewSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     client: Mapped[str] = mapped_column(String(200), default="")
     roles: Mapped[list[Any]] = mapped_column(default=list)  # roles it was granted under; re-checked
+    # The relay process (replica) that runs it: a replica that dies leaves its sessions for others to close.
+    replica: Mapped[str] = mapped_column(String(64), default="", index=True)
 
 
 class AuditEntry(Base):

@@ -60,9 +60,16 @@ class PolicyService:
         return self._sessions.authorize_view(principal, camera_id, purpose, mode, case_ref, client)
 
     def open_session(
-        self, principal: Principal, camera_id: str, purpose: str, decision: Decision, client: str = ""
+        self,
+        principal: Principal,
+        camera_id: str,
+        purpose: str,
+        decision: Decision,
+        client: str = "",
+        replica: str = "",
     ) -> str:
-        return self._sessions.open_session(principal, camera_id, purpose, decision, client)
+        """`replica`: the relay process that runs it, so that others can close it should that one die."""
+        return self._sessions.open_session(principal, camera_id, purpose, decision, client, replica)
 
     def check_session(self, session_id: str) -> Decision:
         """Re-decide a running session (the relay asks every second per viewer); see ViewSessions."""
@@ -70,6 +77,14 @@ class PolicyService:
 
     def close_session(self, session_id: str, reason: str) -> None:
         self._sessions.close_session(session_id, reason)
+
+    def close_sessions_on(self, replica: str, reason: str) -> list[str]:
+        """Close (and log) every session still open on `replica`: one that died, or this one restarting.
+        Safe to run from several processes at once: each session is closed and logged once."""
+        ids = self._sessions.open_on(replica)
+        for session_id in ids:
+            self._sessions.close_session(session_id, reason)
+        return ids
 
     # -- cameras -------------------------------------------------------------------------------------
 

@@ -65,7 +65,13 @@ class ViewSessions:
         return decision
 
     def open_session(
-        self, principal: Principal, camera_id: str, purpose: str, decision: Decision, client: str = ""
+        self,
+        principal: Principal,
+        camera_id: str,
+        purpose: str,
+        decision: Decision,
+        client: str = "",
+        replica: str = "",
     ) -> str:
         if not decision.allowed or decision.expires_at is None:
             raise Forbidden(f"no session without an allowing decision: {decision.reason}")
@@ -76,6 +82,7 @@ class ViewSessions:
             "client": client,
             "rule_id": decision.rule_id,
             "expires_at": decision.expires_at.isoformat(),
+            **({"replica": replica} if replica else {}),
         }
         entry = {
             "actor": principal.username,
@@ -100,6 +107,7 @@ class ViewSessions:
                     expires_at=decision.expires_at,
                     client=client[:200],
                     roles=list(principal.roles),
+                    replica=replica[:64],
                 )
             )
             self.audit.append_in(s, "view.start", **entry, details=details)
@@ -191,6 +199,12 @@ class ViewSessions:
             expires_at=new_expiry,
             raw_request_id=d.raw_request_id,
         )
+
+    def open_on(self, replica: str) -> list[str]:
+        """Ids of the sessions still open that `replica` runs (or ran, if it died without closing them)."""
+        with self.db.session() as s:
+            open_ = (ViewSession.replica == replica, ViewSession.ended_at.is_(None))
+            return list(s.scalars(select(ViewSession.id).where(*open_).order_by(ViewSession.started_at)))
 
     def close_session(self, session_id: str, reason: str) -> None:
         now = self.decider.now()

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, inspect, text
 ADDED_COLUMNS = (
     ("purposes", "labels", "JSON", "'{}'"),
     ("roles", "labels", "JSON", "'{}'"),
+    ("view_sessions", "replica", "VARCHAR(64)", "''"),
 )
 
 

@@ -32,10 +32,12 @@ from policies.contract import CameraRuntime
 from policies.models import Camera
 from relay import ui, whep
 from relay.cameras import CameraManager
+from relay.cluster.replica import Replica
+from relay.cluster.routing import ReplicaPrefix
 from relay.config import RelaySettings, load_settings
 from relay.health import CameraHealth
 from relay.housekeeping import cancel, follow_cameras, keep_retention
-from relay.services import Services, Viewer, install, services
+from relay.services import Services, Viewer, app_services, install, services
 from relay.sessions import SessionRegistry
 
 log = logging.getLogger("relay.app")
@@ -90,10 +92,16 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or build_context(settings)
+        # This relay among those sharing the database (relay.cluster): cameras pulled under a lease.
+        cluster = Replica(ctx.db.engine, settings, ctx.service.close_sessions_on)
         manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec,
-                                cameras=_camera_lister(ctx))
+                                cameras=_camera_lister(ctx), leases=cluster.keeper)
+        cluster.keeper.on_lost = manager.restart
         sessions = SessionRegistry(ctx.service, settings.session_check_s)
-        install(app, Services(context=ctx, cameras=manager, sessions=sessions, settings=settings))
+        install(app, Services(context=ctx, cameras=manager, sessions=sessions, settings=settings,
+                              cluster=cluster))
+        await cluster.start()
+        app.state.drain = lambda: cluster.drain(sessions.close_all, manager.stop)  # on SIGTERM
         await manager.start()
         follow = follow_cameras(manager.sync, _camera_fingerprint(ctx), settings.camera_sync_s)
         jobs = [asyncio.create_task(follow, name="follow-cameras"),
@@ -105,6 +113,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             await cancel(jobs)
             await sessions.close_all("relay shutting down")
             await manager.stop()
+            await cluster.stop()
             if context is None:
                 ctx.db.dispose()
 
@@ -130,6 +139,10 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         elif path.startswith(("/api/", "/whep/")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    # Outermost: /r/{this replica}/... is served as /..., /readyz answers 503 while draining.
+    app.add_middleware(ReplicaPrefix, replica_id=settings.replica_id,
+                       draining=lambda: hasattr(app.state, "services") and app_services(app).cluster.draining)
 
     for module in (auth, api, audit_api, register):
         app.include_router(module.router)

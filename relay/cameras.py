@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from blur import Anonymizer
 from relay.encoder import CODECS
@@ -59,6 +59,16 @@ class CameraSpec:
                    keepalive=bool(getattr(camera, "keepalive", False)))
 
 
+class LeaseGate(Protocol):
+    """Who may pull a camera, when relays share the cameras (relay.cluster.LeaseKeeper): `acquire` before a
+    pipeline starts (raises when another relay holds the camera, or this one may take no more), `release`
+    once it has stopped."""
+
+    async def acquire(self, camera_id: str) -> None: ...
+
+    async def release(self, camera_id: str) -> None: ...
+
+
 def default_anonymizer(camera: CameraSpec) -> FrameAnonymizer:
     return Anonymizer(profile="realtime", mode="pixelate", masks=[list(p) for p in camera.privacy_masks],
                       live=True)
@@ -69,9 +79,11 @@ class CameraManager:
                  anonymizer_factory: Callable[[CameraSpec], FrameAnonymizer] | None = None,
                  codec: str = "h264",
                  cameras: Callable[[], Iterable[Any]] | None = None,
-                 source_options: SourceOptions | None = None) -> None:
+                 source_options: SourceOptions | None = None,
+                 leases: LeaseGate | None = None) -> None:
         """`resolve(id)`: the camera (CameraRuntime-like) or None if unknown/disabled. `cameras()`: all of
-        them, used for keepalive at start() and to list idle cameras in health(); optional."""
+        them, used for keepalive at start() and to list idle cameras in health(); optional. `leases`: the
+        gate a pipeline passes before it starts and is let out of once stopped (none: pull any camera)."""
         if codec not in CODECS:
             raise ValueError(f"unsupported codec {codec!r} (use {', '.join(CODECS)})")
         self._resolve = resolve
@@ -80,6 +92,7 @@ class CameraManager:
         self._factory = anonymizer_factory or default_anonymizer
         self.codec = codec
         self.source_options = source_options
+        self._leases = leases
         self._pipelines: dict[str, Pipeline] = {}
         self._known: dict[str, CameraSpec] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -128,7 +141,8 @@ class CameraManager:
         self._linger.clear()
         pipelines = list(self._pipelines.values())
         self._pipelines.clear()
-        await asyncio.gather(*(p.stop() for p in pipelines), *self._stopping, return_exceptions=True)
+        await asyncio.gather(*(self._stop_pipeline(p) for p in pipelines), *self._stopping,
+                             return_exceptions=True)
 
     async def subscribe(self, camera_id: str, *, raw: bool = False) -> Subscription:
         """A viewer's subscription to the camera's anonymized (default) or raw rendition. Starts the pipeline
@@ -159,7 +173,7 @@ class CameraManager:
         self._cancel_linger(camera_id)
         pipeline = self._pipelines.pop(camera_id, None)
         if pipeline is not None:
-            await pipeline.stop()
+            await self._stop_pipeline(pipeline)
 
     # -- internals --------------------------------------------------------------------------------------
 
@@ -179,10 +193,17 @@ class CameraManager:
                 log.info("camera %s: source or privacy masks changed, restarting its pipeline", spec.id)
                 self._pipelines.pop(spec.id, None)
                 await pipeline.stop()
-            anonymizer = await asyncio.to_thread(self._factory, spec)  # loads models: off the loop
-            pipeline = Pipeline(spec, anonymizer, codec=self.codec, source_options=self.source_options)
-            pipeline.on_idle(self._idle)
-            pipeline.start()
+            if self._leases is not None:
+                await self._leases.acquire(spec.id)  # no frame pulled without the camera's lease
+            try:
+                anonymizer = await asyncio.to_thread(self._factory, spec)  # loads models: off the loop
+                pipeline = Pipeline(spec, anonymizer, codec=self.codec, source_options=self.source_options)
+                pipeline.on_idle(self._idle)
+                pipeline.start()
+            except BaseException:
+                if self._leases is not None and spec.id not in self._pipelines:
+                    await self._leases.release(spec.id)
+                raise
             self._pipelines[spec.id] = pipeline
             log.info("camera %s (%s): pipeline started", spec.id, spec.redacted_url)
             return pipeline
@@ -202,9 +223,18 @@ class CameraManager:
             return
         del self._pipelines[camera_id]
         log.info("camera %s: nobody watching for %g s, disconnected", camera_id, self.linger_s)
-        task = asyncio.get_running_loop().create_task(pipeline.stop())
+        task = asyncio.get_running_loop().create_task(self._stop_pipeline(pipeline))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+
+    async def _stop_pipeline(self, pipeline: Pipeline) -> None:
+        """Stop a pipeline taken out of `_pipelines`; then its lease goes, unless a new pipeline of the
+        same camera started meanwhile (it holds the lease on)."""
+        try:
+            await pipeline.stop()
+        finally:
+            if self._leases is not None and pipeline.camera_id not in self._pipelines:
+                await self._leases.release(pipeline.camera_id)
 
     def _cancel_linger(self, camera_id: str) -> None:
         handle = self._linger.pop(camera_id, None)

@@ -9,11 +9,11 @@ import socket
 import sys
 from pathlib import Path
 
-import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies.context import build_context
 from relay.app import create_app
+from relay.cluster.shutdown import serve
 from relay.config import ConfigError, load_settings
 from relay.demo import DemoError, run
 from relay.errors import first_line
@@ -85,8 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(problem)
     _configure_logging()
     try:
-        uvicorn.run(create_app(settings, context=ctx), host=settings.host, port=settings.port,
-                    log_level="info", proxy_headers=bool(settings.public_url))
+        # SIGTERM drains first (relay.cluster.shutdown): viewers are told why and rejoin another replica.
+        serve(create_app(settings, context=ctx), host=settings.host, port=settings.port,
+              proxy_headers=bool(settings.public_url))
     finally:
         ctx.db.dispose()
     return 0

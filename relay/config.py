@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from policies.settings import PolicySettings
+from relay.cluster.settings import ClusterSettings
 
 # The file load_settings() is reading; a context variable so concurrent loads (tests) don't mix files.
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar("_config_values", default=None)
@@ -30,7 +31,7 @@ class IceServer(BaseModel):
     credential: str | None = None  # secret: never returned by the API or logged
 
 
-class RelaySettings(PolicySettings):
+class RelaySettings(PolicySettings, ClusterSettings):  # ClusterSettings: replica id, leases, capacity
     model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore", env_nested_delimiter="__")
 
     host: str = "127.0.0.1"

@@ -15,6 +15,7 @@ from policies.auth import require
 from policies.context import PolicyContext
 from policies.contract import Principal
 from relay.cameras import CameraManager
+from relay.cluster.replica import Replica
 from relay.config import RelaySettings
 from relay.sessions import SessionRegistry
 
@@ -25,6 +26,7 @@ class Services:
     cameras: CameraManager
     sessions: SessionRegistry
     settings: RelaySettings
+    cluster: Replica  # this relay among those sharing the database: leases, placement, drain
 
 
 def install(app: FastAPI, services: Services) -> None:

@@ -28,6 +28,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from policies.auth import client_address, has_permission
+from relay.cluster.leases import NotClaimed
 from relay.config import RelaySettings
 from relay.services import SignedIn, Viewer, services
 from relay.sessions import ViewerSession
@@ -79,6 +80,11 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     if mode not in MODES:
         raise WhepError(400, f"mode must be one of {', '.join(MODES)}")
     client = _viewer_client(request)
+    # Relays share the cameras (relay.cluster): the camera's owner serves it, others answer 307 there (or 503
+    # with Retry-After when no relay can take it). Asked before the policy, so a view is decided once.
+    camera_path, query = f"/whep/{camera_id}", request.url.query
+    if (elsewhere := await svc.cluster.place(camera_id, camera_path, query)) is not None:
+        return elsewhere
 
     decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
@@ -91,6 +97,8 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
         subscription = await svc.cameras.subscribe(camera_id, raw=decision.mode == "raw")
     except KeyError:
         raise WhepError(404, f"camera {camera_id!r} is not available") from None
+    except NotClaimed as exc:  # another relay won the camera's lease meanwhile, or this one is full
+        return await svc.cluster.refused(exc, camera_path, query)
     except Exception as exc:
         log.warning("subscribe to %s failed: %s", camera_id, type(exc).__name__)
         raise WhepError(503, f"camera {camera_id!r} cannot be streamed right now") from None
@@ -98,7 +106,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     # Logged as started before negotiation: no media can flow that the access log does not know about.
     try:
         session_id = await asyncio.to_thread(policy.open_session, principal, camera_id, purpose, decision,
-                                             client)
+                                             client, svc.cluster.id)
     except Exception:
         subscription.close()
         raise
@@ -116,7 +124,8 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
                                    subscription, etag))
-    headers = {"Location": _location(camera_id, session_id), "ETag": etag,
+    # The session lives on this replica: its Location carries this replica's prefix (the ingress's route).
+    headers = {"Location": svc.cluster.prefix + _location(camera_id, session_id), "ETag": etag,
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
     if decision.expires_at is not None:
         headers["X-View-Expires"] = decision.expires_at.isoformat()

@@ -654,6 +654,7 @@ async function openTile(slot, cam, replacing = null) {
     if (["failed", "disconnected"].includes(pc.connectionState) && state.tiles.get(slot) === tile
         && !["denied", "ended"].includes(el.dataset.state)) {
       tileMessage(tile, "tile.dropped", "ended");
+      watchSession(tile); // at once: its relay may have gone (rejoin elsewhere) or ended it (say why)
     }
   });
   try {
@@ -661,10 +662,18 @@ async function openTile(slot, cam, replacing = null) {
     await waitForIce(pc, 2000);
     const query = new URLSearchParams({ purpose, mode });
     if (caseRef && mode === "raw") query.set("case_ref", caseRef);
+    // Any relay answers: one that does not pull this camera answers 307 to the one that does, which fetch
+    // follows with the offer; 503 (no relay can take it now) says when to ask again.
     const response = await api(`/whep/${encodeURIComponent(cam.id)}?${query}`, {
       method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
     });
     if (state.tiles.get(slot) !== tile) { pc.close(); return; } // closed while asking
+    if (response.status === 503 && tile.reopened < REJOINS) {
+      const wait = Math.min(10, Number(response.headers.get("Retry-After")) || 1);
+      pc.close();
+      tile.retry = setTimeout(() => rejoin(tile), wait * 1000);
+      return;
+    }
     if (response.status !== 201) {
       const why = await reason(response);
       tileMessage(tile, response.status === 403 ? "tile.denied" : "tile.cannot_play", "denied", {}, why);
@@ -684,10 +693,31 @@ async function openTile(slot, cam, replacing = null) {
   }
 }
 
+// Open the same view again in the tile's place (a new WHEP request: asked of the policy again, logged
+// as a new view), after its relay died, drained or was full. A bounded number of times in a row.
+const REJOINS = 8;
+function rejoin(tile) {
+  if (state.tiles.get(tile.slot) !== tile) return;
+  clearInterval(tile.watch);
+  clearInterval(tile.clock);
+  openTile(tile.slot, tile.cam, tile);
+}
+
 // The relay ends sessions itself when authorization expires or is revoked: say so, with its reason.
 async function watchSession(tile) {
   if (state.tiles.get(tile.slot) !== tile || !tile.location) { clearInterval(tile.watch); return; }
-  const response = await api(tile.location);
+  // The session lives on one relay (its Location names it). That relay gone (no answer, or the ingress's
+  // 502/503/504) or drained ("relay draining"): join again through any relay.
+  const response = await api(tile.location).catch(() => null);
+  if (state.tiles.get(tile.slot) !== tile || !tile.location) return;
+  if (response === null || [502, 503, 504].includes(response.status)) {
+    clearInterval(tile.watch);
+    tile.location = null;
+    if (tile.pc) tile.pc.close();
+    if (tile.reopened < REJOINS) { rejoin(tile); return; }
+    tileMessage(tile, "tile.ended", "ended", {}, "relay unreachable");
+    return;
+  }
   if (response.status === 410 || response.status === 404) {
     clearInterval(tile.watch);
     const why = response.status === 410 ? await reason(response) : "The session ended.";
@@ -700,6 +730,8 @@ async function watchSession(tile) {
       openTile(tile.slot, tile.cam, tile);
       return;
     }
+    // Its relay is shutting down (drained for an upgrade or a move): another relay takes the camera.
+    if (why.includes("relay draining") && tile.reopened < REJOINS) { rejoin(tile); return; }
     tileMessage(tile, "tile.ended", "ended", {}, why);
   }
 }
@@ -712,6 +744,7 @@ async function closeTile(slot, { keepPlace = false } = {}) {
   }
   if (!tile) return;
   state.tiles.delete(slot);
+  clearTimeout(tile.retry);
   clearInterval(tile.watch);
   clearInterval(tile.clock);
   if (document.fullscreenElement === tile.el) document.exitFullscreen().catch(() => {});
