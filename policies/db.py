@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from policies.identity import track_credential_changes
+from policies.migrations import upgrade
 from policies.models import Base
 
 
@@ -25,9 +27,12 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        track_credential_changes(self._sessions)
 
     def create_all(self) -> None:
+        """Create missing tables, then add columns that existing tables lack (policies.migrations)."""
         Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -4,6 +4,7 @@ view sessions and the access log. SQLAlchemy 2 typed mappings; portable between 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -23,6 +24,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_uid() -> str:
+    """A person's identity as tokens name it: random, so never reused (row ids are, on SQLite)."""
+    return secrets.token_hex(16)
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -67,6 +73,10 @@ class User(Base):
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # What a token's subject names: never reused, unlike the row id (SQLite hands a deleted id out again).
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    # Moves on every change of roles, password or active flag: tokens carry it, older ones stop working.
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0)
     username: Mapped[str] = mapped_column(String(128), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)  # argon2
