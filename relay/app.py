@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, auth, register
+from policies import api, auth, overload, register
 from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
@@ -135,6 +135,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
 
     for module in (auth, api, audit_api, register):
         app.include_router(module.router)
+    overload.install(app)
     app.include_router(whep.router)
     _add_relay_routes(app)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
