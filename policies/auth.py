@@ -29,14 +29,13 @@ from sqlalchemy.exc import IntegrityError
 from policies.audit import AuditLog
 from policies.contract import Principal
 from policies.db import Database
+from policies.duties import PERMISSIONS, conflict
 from policies.identity import SAME_CREDENTIALS
 from policies.login_limits import Busy, HashSlots, LoginThrottle, ThrottleLimits
 from policies.models import Role, User
 from policies.settings import PolicySettings
 
 LOCAL_ISSUER = "cctv-relay"
-PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_raw": "can_approve_raw",
-               "admin": "can_admin", "audit": "can_audit"}
 _OIDC_ALGORITHMS = ["RS256", "ES256"]
 _JWKS_TTL_S = 300.0
 _JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the JWKS at most this often (key rotation)
@@ -293,6 +292,8 @@ class Authenticator:
                 raise AuthError("account disabled", status=403)
             if not roles:
                 raise AuthError("single sign-on roles grant no relay role", status=403)
+            if not self.settings.allow_conflicting_duties and (why := conflict(roles)):
+                raise AuthError(f"single sign-on roles refused: {why}", status=403)
             after = sorted(r.name for r in roles)
             # The SSO is the source of truth for an SSO user's roles; follow it on every token.
             if before != after:

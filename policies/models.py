@@ -86,6 +86,28 @@ class User(Base):
     roles: Mapped[list[Role]] = relationship(secondary="user_roles", lazy="selectin")
 
 
+class RoleGrant(Base):
+    """Roles conferring watching, raw-view or admin rights, given by one admin and waiting for a second
+    (policies.role_grants). Names people by uid: a grant never lands on a later user with a reused id."""
+
+    __tablename__ = "role_grants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_uid: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(128))
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    rights: Mapped[list[Any]] = mapped_column(default=list)  # what the roles confer, as requested
+    # pending | approved | denied | expired | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by_uid: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    decided_by_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
 class Camera(Base):
     __tablename__ = "cameras"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

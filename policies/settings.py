@@ -22,6 +22,11 @@ class PolicySettings(BaseSettings):
     raw_max_minutes: int = 30
     approval_window_minutes: int = 15  # an approval must be used within this window
     timezone: str = "Asia/Taipei"  # rule time windows are local time
+    # Separation of duties (policies.duties): a grant of watching, raw-view or admin rights through the admin
+    # API waits for a second admin for at most grant_pending_hours; conflicting rights in one person: 409.
+    grants_need_second_admin: bool = True
+    grant_pending_hours: float = 72.0
+    allow_conflicting_duties: bool = False
     # Overload: a unit of work waits at most this long for a database connection, then the request gets 503.
     db_pool_timeout_s: float = 5.0
     # Logins (policies.login_limits): argon2 checks at once (0: one per core, at least 2), how many more may

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, auth, overload, register
+from policies import api, auth, grants_api, overload, register
 from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
@@ -133,7 +133,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    for module in (auth, api, audit_api, register):
+    for module in (auth, api, grants_api, audit_api, register):
         app.include_router(module.router)
     overload.install(app)
     app.include_router(whep.router)
