@@ -18,6 +18,7 @@ from policies.auth import require
 from policies.context import PolicyContext
 from policies.contract import PolicyError, Principal
 from policies.credentials import redact_url
+from policies.duties import check_role_change
 from policies.models import Camera, Rule, User
 from policies.schemas import (
     CameraIn,
@@ -36,6 +37,7 @@ from policies.schemas import (
     UserOut,
     UserPatch,
 )
+from policies.user_admin import save_user, user_out
 
 router = APIRouter(prefix="/api")
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -61,18 +63,6 @@ def camera_out(cam: Camera) -> CameraOut:
     user, password = data.pop("source_username"), data.pop("source_password")
     return CameraOut(
         **data, has_source=bool(url), has_credentials=bool(user or password or redact_url(url) != url)
-    )
-
-
-def user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        roles=sorted(r.name for r in user.roles),
-        active=user.active,
-        oidc_subject=user.oidc_subject,
-        has_password=user.password_hash is not None,
     )
 
 
@@ -104,13 +94,17 @@ def _save(request: Request, who: Principal, section: str, item: BaseModel, creat
                 raise HTTPException(404, detail=f"unknown {files.KIND[section]} {key!r}")
             loaded = files.LoadedPolicy(files.PolicyDocument(**{section: [item]}))
             files.check_references(loaded, s)
+            if section == "roles":  # widening a held role's rights is a grant; duties must stay apart
+                st = ctx.settings
+                check_role_change(s, key, item.model_dump(), allow_conflicts=st.allow_conflicting_duties,
+                                  second_admin=st.grants_need_second_admin)
             change = files.upsert(
                 s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users", env=False
             )
             out = _out(section, _get(s, section, key))
             if change is not None:
                 files.log_changes(ctx.audit, who.username, who.roles, [change], source="api", session=s)
-    except files.PolicyFileError as exc:
+    except (files.PolicyFileError, PolicyError) as exc:
         raise _fail(exc) from None
     return out
 
@@ -239,7 +233,11 @@ def get_user(username: str, request: Request, who: Admin) -> UserOut:
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"], summary="Create a user")
 def create_user(body: UserIn, request: Request, who: Admin) -> Any:
-    return _save(request, who, "users", body, create=True)
+    # Roles conferring watching, raw-view or admin rights wait for a second admin (pending_roles).
+    try:
+        return save_user(_ctx(request), who, body, create=True)
+    except (files.PolicyFileError, PolicyError) as exc:
+        raise _fail(exc) from None
 
 
 @router.patch(
@@ -248,10 +246,16 @@ def create_user(body: UserIn, request: Request, who: Admin) -> Any:
     tags=["users"],
     summary="Change a user's display name, roles, password or active flag",
 )
-def patch_user(username: str, body: UserPatch, request: Request, who: Admin) -> Any:
+def patch_user(username: str, body: UserPatch, request: Request, who: Admin, response: Response) -> Any:
     fields = body.model_dump(exclude_unset=True)
     item = UserIn.model_construct(username=username, **fields, _fields_set={"username", *fields})
-    return _save(request, who, "users", item, create=False)
+    try:
+        out = save_user(_ctx(request), who, item, create=False)
+    except (files.PolicyFileError, PolicyError) as exc:
+        raise _fail(exc) from None
+    if out.pending_roles:
+        response.status_code = 202  # the rest applied; those roles wait for a second admin
+    return out
 
 
 @router.delete("/users/{username}", status_code=204, tags=["users"], summary="Delete a user")

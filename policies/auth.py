@@ -6,13 +6,14 @@ built on it, and the relay calls it where it checks by hand. Each refusal is wri
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import math
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,26 +29,37 @@ from sqlalchemy.exc import IntegrityError
 from policies.audit import AuditLog
 from policies.contract import Principal
 from policies.db import Database
+from policies.duties import PERMISSIONS, conflict
+from policies.identity import SAME_CREDENTIALS
+from policies.login_limits import Busy, HashSlots, LoginThrottle, ThrottleLimits
 from policies.models import Role, User
 from policies.settings import PolicySettings
 
 LOCAL_ISSUER = "cctv-relay"
-PERMISSIONS = {"view": "can_view", "request_raw": "can_request_raw", "approve_raw": "can_approve_raw",
-               "admin": "can_admin", "audit": "can_audit"}
 _OIDC_ALGORITHMS = ["RS256", "ES256"]
 _JWKS_TTL_S = 300.0
 _JWKS_MIN_REFRESH_S = 30.0  # an unknown key id refetches the JWKS at most this often (key rotation)
-# Password guessing: after this many failures for one user name within the window, refuse to check more.
-MAX_FAILURES = 10
-FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 
 class AuthError(Exception):
-    """Authentication refused. `status`: 401 (who are you?) or 403 (known, but not let in)."""
+    """Authentication refused. `status`: 401 (who are you?), 403 (known, but not let in), 429 (this client
+    must wait `retry_after` seconds) or 503 (too many logins at once)."""
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Account:
+    """What a login needs of a user, read in a short unit of work that ends before the password check."""
+
+    uid: str
+    epoch: int
+    password_hash: str | None
+    active: bool
+    roles: list[str]
 
 
 class _Jwks:
@@ -98,6 +110,12 @@ class Authenticator:
         self._dummy_hash: str | None = None  # made on first use: hashing costs most of a second
         self._dummy_lock = threading.Lock()
         self._jwks = _Jwks(settings.oidc_jwks_url) if settings.oidc_jwks_url else None
+        self.slots = HashSlots(settings.login_hash_slots, settings.login_queue, settings.login_wait_s)
+        self.throttle = LoginThrottle(ThrottleLimits(
+            free=settings.login_free_failures, max_wait_s=settings.login_max_wait_s,
+            client_max=settings.login_client_max_failures, window_s=settings.login_failure_window_s,
+            account_max=settings.login_account_max_failures,
+            account_window_s=settings.login_account_window_s))
 
     # -- passwords -----------------------------------------------------------------------------------
 
@@ -124,34 +142,72 @@ class Authenticator:
     # -- local accounts ------------------------------------------------------------------------------
 
     def login(self, username: str, password: str, client: str = "") -> str:
+        """A token for the right password. Never holds a database connection while it checks the
+        password or waits for another connection (the access log's append takes its own); every
+        attempt, refused ones included, is logged as auth.login or auth.fail."""
         username = username[:128]
-        recent = self.audit.count(actor=username, kind="auth.fail",
-                                  since=dt.datetime.now(dt.UTC) - FAILURE_WINDOW)
-        if recent >= MAX_FAILURES:
-            self.audit.append("auth.fail", actor=username, decision="deny", reason="too many failed attempts",
-                              details={"method": "password", "client": client})
-            raise AuthError("too many failed attempts; try again later", status=429)
+        wait = self.throttle.retry_after(username, client)
+        if wait is not None:
+            self._failed(username, [], "too many failed attempts", client, retry_after=wait)
+            raise AuthError("too many failed attempts; try again later", status=429, retry_after=wait)
+        account = self._account(username)
+        try:
+            with self.slots.slot():
+                # Unknown users are checked against a dummy hash so timing does not reveal who exists.
+                ok = self.verify_password(account.password_hash if account else None, password)
+                old = account.password_hash if account else None
+                rehash = ok and old is not None and self._hasher.check_needs_rehash(old)
+                new_hash = self._hasher.hash(password) if rehash else None
+        except Busy:
+            self._failed(username, [], "relay busy: password not checked", client, retry_after=1.0)
+            raise AuthError("too many sign-ins at once; try again shortly", status=503,
+                            retry_after=1.0) from None
+        if not ok or account is None or not account.active:
+            self.throttle.failed(username, client)
+            why = "unknown user" if account is None else ("wrong password" if not ok else "account disabled")
+            self._failed(username, account.roles if account else [], why, client)
+            raise AuthError("invalid username or password")
+        self.throttle.succeeded(username, client)
         with self.db.session() as s:
-            # A NUL cannot be in any user name (and PostgreSQL would refuse the query).
-            user = None if "\x00" in username else s.scalar(select(User).where(User.username == username))
-            # Verify against a dummy hash for unknown users so timing does not reveal who exists.
-            ok = self.verify_password(user.password_hash if user else None, password)
-            roles = [r.name for r in user.roles] if user else []
-            if not ok or user is None or not user.active:
-                why = "unknown user" if user is None else ("wrong password" if not ok else "account disabled")
-                self.audit.append("auth.fail", actor=username, roles=roles, decision="deny", reason=why,
-                                  details={"method": "password", "client": client})
-                raise AuthError("invalid username or password")
-            if self._hasher.check_needs_rehash(user.password_hash or ""):
-                user.password_hash = self._hasher.hash(password)
-            user_id = user.id
-            self.audit.append_in(s, "auth.login", actor=username, roles=roles, decision="allow",
+            user = s.scalar(select(User).where(User.uid == account.uid))
+            if user is None or user.token_epoch != account.epoch:
+                raise AuthError("the account changed while signing in; try again")
+            if new_hash is not None:
+                s.info[SAME_CREDENTIALS] = True  # newer hash parameters, same password: tokens stay
+                user.password_hash = new_hash
+            self.audit.append_in(s, "auth.login", actor=username, roles=account.roles, decision="allow",
                                  details={"method": "password", "client": client})
-        return self.issue_token(user_id)
+        return self._mint(account.uid, account.epoch)
+
+    def _account(self, username: str) -> _Account | None:
+        if "\x00" in username:  # in no user name (and PostgreSQL would refuse the query)
+            return None
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None:
+                return None
+            return _Account(user.uid, user.token_epoch, user.password_hash, user.active,
+                            [r.name for r in user.roles])
+
+    def _failed(self, username: str, roles: list[str], why: str, client: str,
+                retry_after: float | None = None) -> None:
+        details: dict[str, Any] = {"method": "password", "client": client}
+        if retry_after is not None:
+            details["retry_after_s"] = round(retry_after, 1)
+        self.audit.append("auth.fail", actor=username, roles=roles, decision="deny", reason=why,
+                          details=details)
 
     def issue_token(self, user_id: int) -> str:
+        """A token for the user with this row id (as it is now: its uid and token epoch)."""
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise AuthError(f"no user with id {user_id}")
+            return self._mint(user.uid, user.token_epoch)
+
+    def _mint(self, uid: str, epoch: int) -> str:
         now = int(time.time())
-        claims = {"iss": LOCAL_ISSUER, "sub": str(user_id), "iat": now,
+        claims = {"iss": LOCAL_ISSUER, "sub": uid, "ver": epoch, "iat": now,
                   "exp": now + self.settings.token_ttl_s, "jti": uuid.uuid4().hex}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
@@ -173,16 +229,18 @@ class Authenticator:
     def _local(self, token: str) -> Principal:
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=LOCAL_ISSUER,
-                                options={"require": ["exp", "sub", "jti"]})
-            user_id = int(claims["sub"])
+                                options={"require": ["exp", "sub", "jti", "ver"]})
+            uid, epoch = str(claims["sub"]), int(claims["ver"])
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
-        except (jwt.PyJWTError, ValueError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthError("invalid token") from exc
         with self.db.session() as s:
-            user = s.get(User, user_id)
+            user = s.scalar(select(User).where(User.uid == uid))
             if user is None or not user.active:
                 raise AuthError("account disabled or removed")
+            if user.token_epoch != epoch:
+                raise AuthError("token predates a change of the account's roles, password or status")
             return _principal(user)
 
     def _oidc(self, token: str, kid: str | None) -> Principal:
@@ -234,6 +292,8 @@ class Authenticator:
                 raise AuthError("account disabled", status=403)
             if not roles:
                 raise AuthError("single sign-on roles grant no relay role", status=403)
+            if not self.settings.allow_conflicting_duties and (why := conflict(roles)):
+                raise AuthError(f"single sign-on roles refused: {why}", status=403)
             after = sorted(r.name for r in roles)
             # The SSO is the source of truth for an SSO user's roles; follow it on every token.
             if before != after:
@@ -324,7 +384,7 @@ def login(body: LoginBody, request: Request) -> dict[str, Any]:
     try:
         token = ctx.auth.login(body.username, body.password, client=client_address(request))
     except AuthError as exc:
-        extra = {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))} if exc.status == 429 else {}
+        extra = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after is not None else {}
         raise HTTPException(exc.status, detail=str(exc),
                             headers={"WWW-Authenticate": "Bearer", **extra}) from None
     principal = ctx.auth.authenticate(token)

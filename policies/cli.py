@@ -129,7 +129,8 @@ def _import(args: argparse.Namespace) -> int:
             raise _UsageError(f"{a.path}: no such file or directory")
         loaded = files.load(a.path)
         ctx = _context(a)
-        changes = files.apply(ctx.db, ctx.audit, loaded, actor=CLI_ACTOR, hasher=ctx.auth.hash_password)
+        changes = files.apply(ctx.db, ctx.audit, loaded, actor=CLI_ACTOR, hasher=ctx.auth.hash_password,
+                              allow_conflicting_duties=ctx.settings.allow_conflicting_duties)
         for ch in changes:
             print(f"{ch.action} {ch.kind} {ch.id}")
         print(f"imported: {len(changes)} change(s)")
@@ -187,7 +188,9 @@ def _user_add(args: argparse.Namespace) -> int:
 def _apply_user(ctx: PolicyContext, item: UserIn) -> None:
     loaded = files.LoadedPolicy(files.PolicyDocument(users=[item]))
     try:
-        files.apply(ctx.db, ctx.audit, loaded, actor=CLI_ACTOR, hasher=ctx.auth.hash_password, source="cli")
+        # The break-glass path: an operator with shell access grants at once, logged as such (role.grant).
+        files.apply(ctx.db, ctx.audit, loaded, actor=CLI_ACTOR, hasher=ctx.auth.hash_password, source="cli",
+                    allow_conflicting_duties=ctx.settings.allow_conflicting_duties)
     except files.PolicyFileError as exc:
         raise _UsageError("; ".join(exc.problems)) from None
 

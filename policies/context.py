@@ -32,7 +32,9 @@ def build_context(
         url = settings.database_url
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        db = Database(url)
+        # Waiting long for a connection only piles requests up: fail the unit of work soon (503, overload.py).
+        pool = {} if url.endswith(":memory:") else {"pool_timeout": settings.db_pool_timeout_s}
+        db = Database(url, **pool)
     if create_tables:
         db.create_all()
     key = settings.audit_signing_key.encode() if settings.audit_signing_key else None

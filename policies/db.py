@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from policies.identity import track_credential_changes
+from policies.upgrade import upgrade
 from policies.models import Base
 
 
@@ -25,12 +27,12 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        track_credential_changes(self._sessions)
 
     def create_all(self) -> None:
-        from policies.upgrade import add_missing_columns
-
+        """Create missing tables, then add columns that existing tables lack (policies.upgrade)."""
         Base.metadata.create_all(self.engine)
-        add_missing_columns(self.engine)  # columns newer than an existing database
+        upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -23,6 +23,7 @@ from policies.auth import AuthError
 from policies.contract import PolicyError
 from policies.credentials import ENV_REF, expand_env, redact_url
 from policies.models import Camera, Purpose, Role, Rule, User
+from policies.role_grants import system_grants
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
 
 SECTIONS = ("purposes", "roles", "cameras", "rules", "users")
@@ -387,8 +388,10 @@ def apply(
     hasher: Callable[[str], str] | None = None,
     create_only: bool = False,
     source: str | None = None,
+    allow_conflicting_duties: bool = False,
 ) -> list[Change]:
-    """Import in one transaction: every record or none, each change logged in that transaction."""
+    """Import in one transaction: every record or none, each change logged in that transaction. Acts as
+    the system (command line, demo): role grants apply at once, logged (policies.role_grants)."""
     changes: list[Change] = []
     with db.session() as s:
         check_references(loaded, s)
@@ -402,7 +405,12 @@ def apply(
                     raise PolicyFileError([f"{where}{exc}"]) from None
                 if ch is not None:
                     changes.append(ch)
-        log_changes(audit, actor, roles, changes, source or ",".join(loaded.files), session=s)
+        source = source or ",".join(loaded.files)
+        log_changes(audit, actor, roles, changes, source, session=s)
+        try:
+            system_grants(audit, s, changes, actor, source, allow_conflicting_duties)
+        except PolicyError as exc:
+            raise PolicyFileError([str(exc)]) from None
     return changes
 
 

@@ -4,6 +4,7 @@ view sessions and the access log. SQLAlchemy 2 typed mappings; portable between 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -23,6 +24,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_uid() -> str:
+    """A person's identity as tokens name it: random, so never reused (row ids are, on SQLite)."""
+    return secrets.token_hex(16)
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -69,6 +75,10 @@ class User(Base):
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # What a token's subject names: never reused, unlike the row id (SQLite hands a deleted id out again).
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    # Moves on every change of roles, password or active flag: tokens carry it, older ones stop working.
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0)
     username: Mapped[str] = mapped_column(String(128), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)  # argon2
@@ -76,6 +86,28 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     roles: Mapped[list[Role]] = relationship(secondary="user_roles", lazy="selectin")
+
+
+class RoleGrant(Base):
+    """Roles conferring watching, raw-view or admin rights, given by one admin and waiting for a second
+    (policies.role_grants). Names people by uid: a grant never lands on a later user with a reused id."""
+
+    __tablename__ = "role_grants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_uid: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(128))
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    rights: Mapped[list[Any]] = mapped_column(default=list)  # what the roles confer, as requested
+    # pending | approved | denied | expired | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by_uid: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    decided_by_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class Camera(Base):

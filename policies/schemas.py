@@ -181,6 +181,7 @@ class UserOut(_Strict):
     active: bool
     oidc_subject: str | None
     has_password: bool
+    pending_roles: list[str] = Field(default_factory=list)  # waiting for a second admin (role grants)
 
 
 class UserPatch(_Strict):

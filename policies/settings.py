@@ -22,3 +22,21 @@ class PolicySettings(BaseSettings):
     raw_max_minutes: int = 30
     approval_window_minutes: int = 15  # an approval must be used within this window
     timezone: str = "Asia/Taipei"  # rule time windows are local time
+    # Separation of duties (policies.duties): a grant of watching, raw-view or admin rights through the admin
+    # API waits for a second admin for at most grant_pending_hours; conflicting rights in one person: 409.
+    grants_need_second_admin: bool = True
+    grant_pending_hours: float = 72.0
+    allow_conflicting_duties: bool = False
+    # Overload: a unit of work waits at most this long for a database connection, then the request gets 503.
+    db_pool_timeout_s: float = 5.0
+    # Logins (policies.login_limits): argon2 checks at once (0: one per core, at least 2), how many more may
+    # wait and for how long before a quick 503; per client+account, per client and per account limits.
+    login_hash_slots: int = 0
+    login_queue: int = 16
+    login_wait_s: float = 2.0
+    login_free_failures: int = 5
+    login_max_wait_s: float = 900.0
+    login_client_max_failures: int = 20
+    login_failure_window_s: float = 900.0
+    login_account_max_failures: int = 50
+    login_account_window_s: float = 60.0

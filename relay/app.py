@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, auth, register
+from policies import api, auth, grants_api, overload, register
 from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
@@ -144,8 +144,9 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     app.add_middleware(ReplicaPrefix, replica_id=settings.replica_id,
                        draining=lambda: hasattr(app.state, "services") and app_services(app).cluster.draining)
 
-    for module in (auth, api, audit_api, register):
+    for module in (auth, api, grants_api, audit_api, register):
         app.include_router(module.router)
+    overload.install(app)
     app.include_router(whep.router)
     app.include_router(ui.router)  # /public/ page, /ui/config.json, /api/live/catalog
     _add_relay_routes(app)

@@ -160,10 +160,12 @@ def test_purpose_role_rule_user_crud(
         headers=admin,
     )
     assert r.status_code == 201 and r.json()["has_password"] is True and "password" not in r.json()
+    # A role that may watch waits for a second admin (test_role_grants covers that flow).
+    assert r.json()["roles"] == [] and r.json()["pending_roles"] == ["river_patrol"]
     token = client.post("/api/auth/login", json={"username": "lin.hui", "password": "a long passphrase"})
     assert token.status_code == 200
     r = client.patch("/api/users/lin.hui", json={"active": False}, headers=admin)
-    assert r.status_code == 200 and r.json()["active"] is False and r.json()["roles"] == ["river_patrol"]
+    assert r.status_code == 200 and r.json()["active"] is False and r.json()["roles"] == []
     assert client.patch("/api/users/nobody", json={"active": False}, headers=admin).status_code == 404
     r = client.patch("/api/users/lin.hui", json={"roles": ["nope"]}, headers=admin)
     assert r.status_code == 400 and "unknown role 'nope'" in r.json()["detail"]

@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
-from policies import auth as auth_module
 from policies.audit import AuditLog
 from policies.auth import Authenticator, AuthError, require
 from policies.auth import router as auth_router
@@ -82,7 +81,11 @@ def test_login_token_and_refusals_are_logged(context: PolicyContext) -> None:
     principal = context.auth.authenticate(token)
     assert principal == Principal(user_id=uid, username="alice", roles=("dashboard_viewer",))
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert claims["sub"] == str(uid) and claims["exp"] - claims["iat"] == context.settings.token_ttl_s
+    with context.db.session() as s:
+        user = s.get(User, uid)
+        assert user is not None
+        assert claims["sub"] == user.uid != str(uid) and claims["ver"] == user.token_epoch
+    assert claims["exp"] - claims["iat"] == context.settings.token_ttl_s
     assert claims["jti"]
 
     with pytest.raises(AuthError, match="invalid username or password"):
@@ -99,22 +102,6 @@ def test_login_token_and_refusals_are_logged(context: PolicyContext) -> None:
     text = log_text(context)
     assert PASSWORD not in text and "wrong password!" not in text and token not in text
     assert context.audit.verify().ok
-
-
-def test_password_guessing_is_throttled(client: TestClient, context: PolicyContext,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth_module, "MAX_FAILURES", 3)
-    add_user(context, "gus", ["dashboard_viewer"])
-    for _ in range(3):
-        bad = client.post("/api/auth/login", json={"username": "gus", "password": "guess-guess"})
-        assert bad.status_code == 401
-    # Even the right password is not checked now; other accounts are unaffected.
-    resp = client.post("/api/auth/login", json={"username": "gus", "password": PASSWORD})
-    assert resp.status_code == 429 and resp.headers["retry-after"] == "900"
-    add_user(context, "hal", ["dashboard_viewer"])
-    assert client.post("/api/auth/login", json={"username": "hal", "password": PASSWORD}).status_code == 200
-    reasons = [e.reason for e in context.audit.query(kind="auth.fail", actor="gus")]
-    assert reasons == ["wrong password"] * 3 + ["too many failed attempts"]
 
 
 def test_disabled_user_is_refused(context: PolicyContext) -> None:

@@ -1,0 +1,45 @@
+"""`/api/role-grants`: grants waiting for a second admin (policies.role_grants), listed, approved and denied
+by admins; mounted by the app beside the admin API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from policies.auth import require
+from policies.contract import PolicyError, Principal
+from policies.role_grants import RoleGrants
+from policies.schemas import ReasonIn
+
+router = APIRouter(prefix="/api/role-grants", tags=["users"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def _grants(request: Request) -> RoleGrants:
+    ctx = request.app.state.policies
+    return RoleGrants(ctx.db, ctx.audit, ctx.settings)
+
+
+@router.get("", summary="Role grants: pending ones wait for a second admin")
+def list_grants(request: Request, who: Admin, state: str | None = None) -> list[dict[str, Any]]:
+    try:
+        return _grants(request).list(state)
+    except PolicyError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
+
+
+@router.post("/{grant_id}/approve", summary="Approve another admin's grant (not one to yourself)")
+def approve_grant(grant_id: str, request: Request, who: Admin) -> dict[str, Any]:
+    try:
+        return _grants(request).approve(who, grant_id)
+    except PolicyError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
+
+
+@router.post("/{grant_id}/deny", summary="Deny another admin's grant")
+def deny_grant(grant_id: str, body: ReasonIn, request: Request, who: Admin) -> dict[str, Any]:
+    try:
+        return _grants(request).deny(who, grant_id, body.reason)
+    except PolicyError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
