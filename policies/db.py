@@ -10,8 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from policies.identity import track_credential_changes
-from policies.upgrade import upgrade
 from policies.models import Base
+from policies.upgrade import upgrade
 
 
 class Database:
