@@ -149,6 +149,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
     per_track: dict[int, list[tuple[int, bool, float]]] = defaultdict(list)
     unchanged_count = readable_count = 0
     readable_per_size: dict[str, int] = defaultdict(int)
+    readable_examples: list[dict[str, Any]] = []  # the first readable face-frames, to look at
     unchanged_per_size: dict[str, int] = defaultdict(int)
     legibility: list[float] = []
     collateral: list[float] = []
@@ -200,6 +201,12 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
                     readable_count += readable
                     unchanged_per_size[size_bucket(face.height)] += unchanged
                     readable_per_size[size_bucket(face.height)] += readable
+                    if readable and not unchanged and len(readable_examples) < 20:
+                        readable_examples.append({
+                            "frame": index, "track": face.track_id, "height_px": round(face.height, 1),
+                            "changed_share": round(share, 3), "ssim": round(kept, 3),
+                            "mosaic_ssim": round(reference, 3),
+                        })
                     covered = not (unchanged or readable)
                     missed += int(not covered)
                     per_track[face.track_id].append((index, covered, face.height))
@@ -306,6 +313,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
         "unchanged_share": unchanged_count / total if total else None,
         "readable": readable_count,
         "readable_share": readable_count / total if total else None,
+        "readable_changed_examples": readable_examples,
         "longest_uncovered_run": longest,
         "tracks_with_run_over_1": sum(r > 1 for r in track_runs.values()),
         "longest_run_per_track": {str(k): v for k, v in sorted(track_runs.items())},
