@@ -441,7 +441,7 @@ def summary() -> tuple[dict[str, Any], Any]:
                    label=f"{clip}: legibility target")
     ax.axvline(100 * TARGET_UNCOVERED, color="red", linestyle="--", linewidth=1,
                label="uncovered target 0.5 %")
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xscale("symlog", linthresh=1.0, linscale=2.0)
     ax.set_xlabel("face-frames uncovered (%; unchanged or readable)")
     ax.set_ylabel("scene legibility (SSIM, 1/4-size grey, away from faces)")
     ax.set_xlim(0, 110)
