@@ -2,11 +2,13 @@
 
 Face crops are cut from the WIDER FACE validation images in `../shared/data/faces/wider-val-416/`
 (faces at least 20 px tall, not marked invalid, with a margin of context around each), un-squashed back to
-their original aspect, scaled to 15–80 px face height and pasted with a feathered edge onto the fixed CCTV
-background `../shared/data/videos/vtest_h264.mp4`. Each face follows a smooth path (straight or curved,
-walking to running speed, growing or shrinking as if approaching or leaving the camera), entering or leaving
-the picture or appearing inside it, about 8–12 at a time. The background is resampled from its 10 fps to the
-clip's 25 fps by holding frames; faces move at the full 25 fps.
+their original aspect, scaled to 15–80 px face height and pasted with a feathered edge onto a real
+background from `../shared/data/videos/` (`BACKGROUNDS`): `vtest`, the fixed CCTV view `vtest_h264.mp4`
+(768x576, 10 fps, frames held to 25 fps), or `crowd`, the dense crowd of `MOT20-08_960x366_127f.mp4`
+(25 fps, scaled to fill 1280x720 and centre-cropped, played forward and back: ping-pong). Each face
+follows a smooth path (straight or curved, walking to running speed, growing or shrinking as if approaching
+or leaving the camera), entering or leaving the picture or appearing inside it, about 8–12 at a time; faces
+move at the full 25 fps.
 
 The clip is written to a caller-chosen (temporary) path and encoded to H.264, so the benchmark sees real
 compression. Nothing generated here belongs in the repository: the face crops are for internal evaluation
@@ -92,6 +94,7 @@ class ClipTruth:
     fps: int
     frames: list[list[FaceFrame]] = field(default_factory=list)
     tracks: list[Track] = field(default_factory=list)
+    background: str = "vtest"
 
     def counted(self) -> list[list[FaceFrame]]:
         """The face-frames a benchmark scores: those with enough of the face showing."""
@@ -110,7 +113,7 @@ class ClipTruth:
             },
             "faces_per_frame": {"min": min(live), "median": float(np.median(live)), "max": max(live)},
             "face_frames_scored": int(sum(live)),
-            "background": "vtest_h264.mp4 (768x576, 10 fps), frames held to 25 fps",
+            "background": BACKGROUNDS[self.background].describe,
             "face_source": "WIDER FACE val (wider-val-416), faces >= 20 px tall, not invalid",
         }
 
@@ -250,9 +253,50 @@ def _on_screen(track: Track, frame: int, width: int, height: int) -> bool:
     return -1.5 * size < x < width + 1.5 * size and -1.5 * size < y < height + 1.5 * size
 
 
+@dataclass(frozen=True)
+class Background:
+    """Real footage under the faces: `file` in the shared videos folder, its frame rate, and the size it is
+    scaled to fill and centre-cropped to (None: as it is)."""
+
+    file: str
+    fps: int
+    size: tuple[int, int] | None
+    ping_pong: bool  # play forward then back (a short clip made long without a jump)
+    describe: str
+
+
+BACKGROUNDS: dict[str, Background] = {
+    "vtest": Background("vtest_h264.mp4", 10, None, False,
+                        "vtest_h264.mp4 (768x576, 10 fps), frames held to 25 fps"),
+    "crowd": Background("MOT20-08_960x366_127f.mp4", 25, (1280, 720), True,
+                        "MOT20-08_960x366_127f.mp4 (dense crowd, 960x366, 25 fps, 127 frames), scaled to "
+                        "fill 1280x720 and centre-cropped, played forward and back (ping-pong)"),
+}
+
+
 def _background_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="bgr24") for f in container.decode(container.streams.video[0])]
+
+
+def fill_crop(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale `img` to fill width x height (cubic) and keep the middle."""
+    h, w = img.shape[:2]
+    scale = max(width / w, height / h)
+    big = cv2.resize(img, (max(width, round(w * scale)), max(height, round(h * scale))),
+                     interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    return big[y0 : y0 + height, x0 : x0 + width]
+
+
+def background_index(frame_no: int, fps: int, source: Background, count: int) -> int:
+    """Which source frame shows at clip frame `frame_no` (held to the clip's rate; looped or ping-pong)."""
+    index = frame_no * source.fps // fps
+    if not source.ping_pong or count < 2:
+        return index % count
+    period = 2 * (count - 1)
+    index %= period
+    return index if index < count else period - index
 
 
 def make_clip(
@@ -263,27 +307,32 @@ def make_clip(
     data_dir: Path | None = None,
     crf: int = 23,
     stops: int = 0,
+    background: str = "vtest",
 ) -> ClipTruth:
     """Render the clip, encode it to H.264 MP4 at `out_path`, and return the per-frame truth. `stops`: add
-    that many people who walk in and then stand still (drawn in front; the rest of the clip is unchanged)."""
+    that many people who walk in and then stand still (drawn in front; the rest of the clip is unchanged).
+    `background`: a key of `BACKGROUNDS`."""
     data = data_dir or shared_data_dir()
     rng = np.random.default_rng(seed)
-    backgrounds = _background_frames(data / "videos" / "vtest_h264.mp4")
-    bg_fps = 10
-    height, width = backgrounds[0].shape[:2]
+    source = BACKGROUNDS[background]
+    backgrounds = _background_frames(data / "videos" / source.file)  # at source size: resized per frame
+    if source.size is None:
+        height, width = backgrounds[0].shape[:2]
+    else:
+        width, height = source.size
     crops = load_face_crops(data)
     tracks = make_tracks(crops, n_frames, width, height, fps, rng)
     if stops:
         more = np.random.default_rng([seed, 1])  # its own stream: the other tracks stay as they were
         tracks += stopping_tracks(crops, stops, len(tracks), n_frames, width, height, fps, more)
-    truth = ClipTruth(out_path, width, height, fps, tracks=tracks)
+    truth = ClipTruth(out_path, width, height, fps, tracks=tracks, background=background)
 
     container = av.open(str(out_path), mode="w")
     stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "medium"})
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     for frame_no in range(n_frames):
-        bg_index = (frame_no * bg_fps // fps) % len(backgrounds)
-        canvas = backgrounds[bg_index].astype(np.float32)
+        bg = backgrounds[background_index(frame_no, fps, source, len(backgrounds))]
+        canvas = (bg if source.size is None else fill_crop(bg, width, height)).astype(np.float32)
         owner = np.full((height, width), -1, dtype=np.int32)  # which face shows at each pixel
         placed: list[tuple[Track, tuple[float, float, float, float], float]] = []
         for track in tracks:  # list order is drawing order: later tracks pass in front of earlier ones

@@ -1,0 +1,100 @@
+"""The scene-legibility and face-readability scores of the video privacy benchmark."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import legibility as leg
+
+
+def _scene(h: int = 720, w: int = 1280, seed: int = 0) -> np.ndarray:
+    """A textured grey picture (smoothed noise plus edges), float 0–255."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 3) * 3 - 255
+    img[:, w // 3 : w // 2] += 60
+    return np.clip(img, 0, 255).astype(np.float32)
+
+
+def test_untouched_picture_scores_one_and_no_collateral() -> None:
+    grey = _scene()
+    free = leg.face_free_mask(grey.shape, [(100, 100, 140, 150), (600, 300, 680, 400)])
+    legibility, collateral = leg.scene_scores(grey, grey.copy(), free)
+    assert legibility == pytest.approx(1.0, abs=1e-6)
+    assert collateral == 0.0
+
+
+def test_changes_away_from_faces_lower_legibility_and_count_as_collateral() -> None:
+    grey = _scene()
+    out = grey.copy()
+    out[:, :640] = cv2.resize(cv2.resize(grey[:, :640], (40, 45), interpolation=cv2.INTER_AREA), (640, 720),
+                              interpolation=cv2.INTER_NEAREST)
+    free = leg.face_free_mask(grey.shape, [])
+    legibility, collateral = leg.scene_scores(grey, out, free)
+    assert legibility < 0.8
+    assert 0.3 < collateral <= 0.5
+
+
+def test_changes_on_faces_do_not_count() -> None:
+    grey = _scene()
+    boxes = [(100, 100, 140, 152), (601, 303, 683, 401)]
+    out = grey.copy()
+    for x1, y1, x2, y2 in boxes:
+        out[y1:y2, x1:x2] = 0
+    legibility, collateral = leg.scene_scores(grey, out, leg.face_free_mask(grey.shape, boxes))
+    # Tile pixels near a face still see it through the SSIM window: close to 1, not exactly.
+    assert legibility > 0.995
+    assert collateral == 0.0
+
+
+def test_face_boxes_grow_an_eighth_each_side() -> None:
+    free = leg.face_free_mask((100, 100), [(40, 40, 56, 72)])
+    rows, cols = np.nonzero(~free)
+    assert (cols.min(), cols.max() + 1, rows.min(), rows.max() + 1) == (38, 58, 36, 76)
+
+
+def test_ssim_map_agrees_with_scikit_image() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    a = _scene(120, 160, seed=1)
+    b = np.clip(a + np.random.default_rng(2).normal(0, 12, a.shape), 0, 255).astype(np.float32)
+    _, ref = metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, win_size=7,
+                                           use_sample_covariance=False, data_range=255, full=True)
+    ours = leg.ssim_map(a, b)
+    # scikit-image's Gaussian runs to 3.5 sigma (11 taps), ours is the 7x7 window: close, not equal.
+    assert abs(float(ours[3:-3, 3:-3].mean()) - float(ref[3:-3, 3:-3].mean())) < 0.02
+
+
+def test_reference_mosaic_has_six_cells_down_the_face() -> None:
+    crop = _scene(36, 30, seed=3)
+    m = leg.mosaic(crop)
+    assert len(np.unique(m[:, 0])) <= 6
+    assert np.array_equal(m[0:6, 0:6], np.full((6, 6), m[0, 0]))
+
+
+def test_face_readability() -> None:
+    face = _scene(40, 32, seed=4)
+    kept, ref = leg.face_readability(face, face.copy())
+    assert kept == pytest.approx(1.0) and leg.readable(kept, ref)
+    # The reference mosaic itself, a coarser one and a flat fill are not readable.
+    assert not leg.readable(*leg.face_readability(face, leg.mosaic(face)))
+    assert not leg.readable(*leg.face_readability(face, leg.mosaic(face, cells=3)))
+    assert not leg.readable(*leg.face_readability(face, np.full_like(face, 128)))
+    # A light blur keeps the face readable.
+    assert leg.readable(*leg.face_readability(face, cv2.GaussianBlur(face, (3, 3), 0.8)))
+
+
+@pytest.mark.parametrize("clip", ["vtest", "crowd"])
+def test_untouched_clip_scores_one(tmp_path, clip: str) -> None:
+    from benchmarks.common import shared_data_dir
+
+    if not (shared_data_dir() / "faces" / "wider-val-416").is_dir():
+        pytest.skip("needs the internal evaluation data (../shared/data or CCTV_SHARED_DATA)")
+    from benchmarks.privacy_video import run_profile
+    from benchmarks.videogen import make_clip
+
+    truth = make_clip(tmp_path / "clip.mp4", n_frames=6, background=clip)
+    res = run_profile(truth, "untouched")
+    assert res["legibility"] == pytest.approx(1.0, abs=1e-6)
+    assert res["collateral"] == 0.0
+    assert res["uncovered_share"] == 1.0 and res["readable_share"] == 1.0
