@@ -166,10 +166,13 @@ class Anonymizer:
             detected, failure = self._offline_step(planes, now, frame, w, h)
             if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
                 failure = failure or Failure(FailReason.BEHIND_BUDGET)
-        if failure is None and self._motion is not None and self._motion.scene_changed and self._guarding():
-            # No background to tell what moves (the camera turned, the light changed): nothing but the face
-            # masks would vouch for the frame.
-            failure = Failure(FailReason.SCENE_CHANGED)
+        if failure is None and self._motion is not None and self._guarding():
+            if self._motion.scene_changed:
+                # No background to tell what moves (the camera turned, the light changed): nothing but the
+                # face masks would vouch for the frame.
+                failure = Failure(FailReason.SCENE_CHANGED)
+            elif 1 <= frame < cfg.motion_warmup:
+                failure = Failure(FailReason.MOTION_WARMING_UP)
         timings["detect"] = (time.perf_counter() - t2) * 1000
 
         t3 = time.perf_counter()
@@ -253,7 +256,10 @@ class Anonymizer:
         if self.config.silhouette_cells != "perspective" or self._perspective is None:
             return None
         if self._layout is None or frame - self._layout_frame >= 25:
-            self._layout = row_layout(self._perspective.cell(np.arange(height)))
+            cells = self._perspective.cell(np.arange(height))
+            if self.config.silhouette_max_cell > 0:
+                cells = np.minimum(cells, max(4, round(self.config.silhouette_max_cell * height)))
+            self._layout = row_layout(cells)
             self._layout_frame = frame
         return self._layout
 

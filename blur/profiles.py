@@ -62,7 +62,12 @@ class AnonymizerConfig:
     # "piece" cuts each moving piece into ~6 cells whatever its size (coarse on merged crowds).
     silhouette_cells: str = "perspective"
     silhouette_colour: bool = False       # True: silhouettes keep a mosaic of their colour; False: grey
+    silhouette_max_cell: float = 0.0      # > 0: silhouette cells at most this share of the frame height
     perspective_min_score: float = 0.5    # detections that teach the perspective model
+    motion_warmup: int = 5                # video: frames 1..motion_warmup-1 leave masked whole: until the
+                                          # background has seen a few frames, a slow face's motion is a few
+                                          # pixels wide and its silhouette does not cover it yet. (Frame 0 is
+                                          # judged like a still image: by its detection round.)
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
     extras: dict[str, float] = field(default_factory=dict)
