@@ -19,7 +19,9 @@ from blur.detectors import Detector, make_detector
 from blur.detectors.base import empty_boxes
 from blur.failsafe import FailReason, Failure
 from blur.geometry import crowd_factor, grow, to_int_boxes
+from blur.maskers import row_layout
 from blur.motion import MotionMap, Movers, head_bands, unexplained
+from blur.perspective import Perspective
 from blur.planes import (
     Polygon,
     StaticMasks,
@@ -70,6 +72,9 @@ class Anonymizer:
         self._frame = -1
         self._failure: Failure | None = None  # offline: the detector's error, until a round succeeds
         self._live = LiveScheduler(cfg, detector) if live else None
+        self._perspective: Perspective | None = None  # made on the first frame (it needs the height)
+        self._layout: list[tuple[int, int, int]] | None = None
+        self._layout_frame = -1
 
     # ------------------------------------------------------------------ public
     @property
@@ -130,6 +135,9 @@ class Anonymizer:
         self._frame += 1
         frame = self._frame
         h, w = planes[0].shape[:2]
+        if self._perspective is None or self._perspective.height != h:
+            self._perspective = Perspective(h)
+            self._layout = None
         timings: dict[str, float] = {}
         small, sscale = small_grey(planes)
         if self._motion is not None:
@@ -158,10 +166,13 @@ class Anonymizer:
             detected, failure = self._offline_step(planes, now, frame, w, h)
             if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
                 failure = failure or Failure(FailReason.BEHIND_BUDGET)
-        if failure is None and self._motion is not None and self._motion.scene_changed and self._guarding():
-            # No background to tell what moves (the camera turned, the light changed): nothing but the face
-            # masks would vouch for the frame.
-            failure = Failure(FailReason.SCENE_CHANGED)
+        if failure is None and self._motion is not None and self._guarding():
+            if self._motion.scene_changed:
+                # No background to tell what moves (the camera turned, the light changed): nothing but the
+                # face masks would vouch for the frame.
+                failure = Failure(FailReason.SCENE_CHANGED)
+            elif 1 <= frame < cfg.motion_warmup:
+                failure = Failure(FailReason.MOTION_WARMING_UP)
         timings["detect"] = (time.perf_counter() - t2) * 1000
 
         t3 = time.perf_counter()
@@ -178,7 +189,8 @@ class Anonymizer:
             mask_boxes(planes, band_boxes, self.mode, "box")
             boxes += band_boxes
             if movers is not None:
-                boxes += mask_movers(planes, movers, self.mode)
+                boxes += mask_movers(planes, movers, self.mode, self._row_layout(frame, h),
+                                     cfg.silhouette_colour)
         self._static.apply(planes)
         timings["mask"] = (time.perf_counter() - t3) * 1000
         self._prev_small = small
@@ -200,6 +212,7 @@ class Anonymizer:
             return False, self._failure
         self._failure = None
         self._tracker.update(dets, frame, regions)
+        self._learn(dets)
         if regions is None:
             self._planner.swept(now)
         return True, None
@@ -218,6 +231,7 @@ class Anonymizer:
                 moved = flow_boxes(result.job.small, small, dets[:, :4], sscale, far=True)
                 dets = np.concatenate([moved, dets[:, 4:5]], axis=1)
             self._tracker.update(dets, frame, result.job.regions)
+            self._learn(dets)
             if result.job.regions is None:
                 self._planner.swept(result.job.captured, result.ms / 1000)
             detected = True
@@ -230,6 +244,24 @@ class Anonymizer:
             else:
                 live.submit(now, frame, planes, small, regions, first=self._planner.first)
         return detected, live.failure(now)
+
+    def _learn(self, dets: np.ndarray) -> None:
+        """Confident detections teach the perspective model (face height by row)."""
+        if self._perspective is not None and len(dets):
+            self._perspective.observe(dets[dets[:, 4] >= self.config.perspective_min_score])
+
+    def _row_layout(self, frame: int, height: int) -> list[tuple[int, int, int]] | None:
+        """Rows of silhouette mosaic cells sized to the faces expected there; None: cells sized to each
+        piece. Re-cut at most once a second of 25 fps video, so the grid does not flicker."""
+        if self.config.silhouette_cells != "perspective" or self._perspective is None:
+            return None
+        if self._layout is None or frame - self._layout_frame >= 25:
+            cells = self._perspective.cell(np.arange(height))
+            if self.config.silhouette_max_cell > 0:
+                cells = np.minimum(cells, max(4, round(self.config.silhouette_max_cell * height)))
+            self._layout = row_layout(cells)
+            self._layout_frame = frame
+        return self._layout
 
     def _blobs(self) -> np.ndarray:
         """This frame's moving blobs, in frame pixels."""

@@ -18,6 +18,8 @@ class FailReason(StrEnum):
                                                            # max_result_age_s; offline: over frame_budget_ms
     AWAITING_FIRST_DETECTION = "awaiting first detection"  # live: no result has arrived yet
     SCENE_CHANGED = "scene changed"                        # video: most of the picture changed at once
+    MOTION_WARMING_UP = "motion warming up"                # video: the background model has seen too few
+                                                           # frames to show what moves
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,36 @@ def mask_whole(img: np.ndarray, cells_across: int = 24) -> None:
     ch = max(1, round(cw * h / w))
     small = cv2.resize(img, (cw, ch), interpolation=cv2.INTER_AREA)
     img[...] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def row_layout(cells: np.ndarray) -> list[tuple[int, int, int]]:
+    """Cut a picture's rows into rows of mosaic cells: `cells[y]` is the cell size wanted at row y. Returns
+    (y0, y1, cell) from top to bottom. The layout depends only on the picture and the perspective, not on
+    what moves, so a mosaic cut along it stays put while people walk through it (no shimmer)."""
+    out: list[tuple[int, int, int]] = []
+    y, h = 0, len(cells)
+    while y < h:
+        c = max(1, int(cells[y]))
+        out.append((y, min(h, y + c), c))
+        y += c
+    return out
+
+
+def mosaic_where(img: np.ndarray, where: np.ndarray, layout: list[tuple[int, int, int]],
+                 rows: tuple[int, int] | None = None) -> None:
+    """Pixelate the pixels of `img` set in `where` (uint8, H x W) in place, with cells of the size `layout`
+    gives for their row, on a grid fixed to the picture. `rows`: only this (y0, y1) span has any set pixel."""
+    lo, hi = rows if rows is not None else (0, img.shape[0])
+    for y0, y1, c in layout:
+        if y1 <= lo or y0 >= hi:
+            continue
+        cols = np.flatnonzero(where[y0:y1].any(axis=0))
+        if cols.size == 0:
+            continue
+        x0 = int(cols[0]) // c * c
+        x1 = min(img.shape[1], (int(cols[-1]) // c + 1) * c)
+        strip = img[y0:y1, x0:x1]
+        n = max(1, round((x1 - x0) / c))
+        small = cv2.resize(strip, (n, 1), interpolation=cv2.INTER_AREA)
+        cv2.copyTo(cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST),
+                   where[y0:y1, x0:x1], strip)

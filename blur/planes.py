@@ -90,25 +90,45 @@ def mask_boxes(planes: list[np.ndarray], boxes: list[Box], mode: str, shape: str
     maskers.mask_boxes(v, cboxes, mode, shape, fill=128)
 
 
-def mask_movers(planes: list[np.ndarray], movers: Movers, mode: str) -> list[Box]:
-    """Mask the moving silhouettes; returns their boxes."""
+def mask_movers(planes: list[np.ndarray], movers: Movers, mode: str,
+                layout: list[tuple[int, int, int]] | None = None, colour: bool = False) -> list[Box]:
+    """Mask the moving silhouettes; returns their boxes. `layout` (pixelate mode): the picture's rows of
+    mosaic cells sized to the faces expected there (`maskers.row_layout`), else each piece is cut into
+    cells sized to itself. `colour`: keep a mosaic of the silhouettes' colour instead of grey."""
     h, w = planes[0].shape[:2]
     boxes = to_int_boxes(movers.boxes, w, h)
     if not boxes:
         return boxes
     where = cv2.resize(movers.mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    rows = (min(b[1] for b in boxes), max(b[3] for b in boxes))
+    by_rows = layout is not None and mode == "pixelate"
     if len(planes) == 1:
-        maskers.mask_boxes_where(planes[0], boxes, where, mode, fill=0)
+        if by_rows:
+            maskers.mosaic_where(planes[0], where, layout, rows)
+        else:
+            maskers.mask_boxes_where(planes[0], boxes, where, mode, fill=0)
         return boxes
     y, u, v = planes
-    maskers.mask_boxes_where(y, boxes, where, mode, fill=16)
-    # Silhouettes leave grey: the colour of clothes identifies people too (and it is a third of the
-    # cost of a mosaic on every plane).
+    if by_rows:
+        maskers.mosaic_where(y, where, layout, rows)
+    else:
+        maskers.mask_boxes_where(y, boxes, where, mode, fill=16)
     ch, cw = u.shape
     cwhere = cv2.resize(movers.mask, (cw, ch), interpolation=cv2.INTER_NEAREST)
     cboxes = chroma_boxes(boxes, cw, ch)
-    maskers.mask_boxes_where(u, cboxes, cwhere, "solid", fill=128)
-    maskers.mask_boxes_where(v, cboxes, cwhere, "solid", fill=128)
+    crows = (rows[0] // 2, (rows[1] + 1) // 2)
+    if colour and by_rows:
+        chroma_layout = [(y0 // 2, (y1 + 1) // 2, max(1, c // 2)) for y0, y1, c in layout]
+        maskers.mosaic_where(u, cwhere, chroma_layout, crows)
+        maskers.mosaic_where(v, cwhere, chroma_layout, crows)
+    elif colour:
+        maskers.mask_boxes_where(u, cboxes, cwhere, mode, fill=128)
+        maskers.mask_boxes_where(v, cboxes, cwhere, mode, fill=128)
+    else:
+        # Grey: the colour of clothes identifies people too (and it is a third of the cost of a mosaic on
+        # every plane).
+        maskers.mask_boxes_where(u, cboxes, cwhere, "solid", fill=128)
+        maskers.mask_boxes_where(v, cboxes, cwhere, "solid", fill=128)
     return boxes
 
 

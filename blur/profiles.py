@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 
 from blur import maskers
 
+SILHOUETTE_CELLS = ("perspective", "piece")
+
 
 @dataclass(frozen=True)
 class AnonymizerConfig:
@@ -55,6 +57,17 @@ class AnonymizerConfig:
     lead_frames: float = 2.0              # live: moving masks reach this many frames of motion each way
     guard_motion: bool = True             # video: mask whatever moves that no face mask accounts for (the
                                           # silhouettes of people whose faces were missed or not yet found)
+    # Moving silhouettes: "perspective" cuts them into cells sized to the faces expected at each row (at
+    # most 6 cells across a face there, learnt from this camera's detections), so a crowd stays a crowd;
+    # "piece" cuts each moving piece into ~6 cells whatever its size (coarse on merged crowds).
+    silhouette_cells: str = "perspective"
+    silhouette_colour: bool = False       # True: silhouettes keep a mosaic of their colour; False: grey
+    silhouette_max_cell: float = 0.0      # > 0: silhouette cells at most this share of the frame height
+    perspective_min_score: float = 0.5    # detections that teach the perspective model
+    motion_warmup: int = 5                # video: frames 1..motion_warmup-1 leave masked whole: until the
+                                          # background has seen a few frames, a slow face's motion is a few
+                                          # pixels wide and its silhouette does not cover it yet. (Frame 0 is
+                                          # judged like a still image: by its detection round.)
     stall_timeout_s: float = 3.0          # live: a detector call running longer than this is stalled
     frame_budget_ms: float | None = None  # offline: a frame whose detection ran over this leaves fully masked
     extras: dict[str, float] = field(default_factory=dict)
@@ -87,6 +100,9 @@ def check_options(config: AnonymizerConfig, mode: str) -> None:
     """Refuse an unknown mask mode or shape when an engine is built, not on its first frame."""
     if mode not in maskers.MODES:
         raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(maskers.MODES)}")
+    if config.silhouette_cells not in SILHOUETTE_CELLS:
+        raise ValueError(f"unknown silhouette cells {config.silhouette_cells!r}: choose one of "
+                         f"{', '.join(SILHOUETTE_CELLS)}")
     for shape in (config.shape, config.live_shape):
         if shape not in maskers.SHAPES:
             raise ValueError(f"unknown mask shape {shape!r}: choose one of {', '.join(maskers.SHAPES)}")

@@ -9,7 +9,6 @@ step from the frame they were computed on."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -90,14 +89,15 @@ def _refine_by_template(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, ou
         out[i, 1:4:2] = boxes[i, 1:4:2] + dy
 
 
-def _area(b: np.ndarray | Sequence[float]) -> float:
-    return max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1]))
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas of every box of `a` with every box of `b` (len(a) x len(b))."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
-def _overlap(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return float(w * h) if w > 0 and h > 0 else 0.0
+def _areas(b: np.ndarray) -> np.ndarray:
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
 class Tracker:
@@ -135,24 +135,38 @@ class Tracker:
                 self.tracks[ti].misses = 0
         # A detection lying mostly inside a track it does not match by IoU (a face cut by a region border,
         # or found again at another scale) confirms that track, which grows to cover both.
-        for di in range(len(boxes)):
-            if di in matched_det or not self.tracks:
-                continue
-            b = boxes[di]
-            inside = [_overlap(t.box, b) / max(1e-6, min(_area(t.box), _area(b))) for t in self.tracks]
-            ti = int(np.argmax(inside))
-            if inside[ti] >= 0.6:
-                t = self.tracks[ti]
+        rest = [di for di in range(len(boxes)) if di not in matched_det]
+        if rest and self.tracks:
+            tb = np.stack([t.box for t in self.tracks]).astype(np.float64)
+            db = boxes[rest].astype(np.float64)
+            smaller = np.minimum(_areas(tb)[:, None], _areas(db)[None, :])
+            inside = _overlaps(tb, db) / np.maximum(1e-6, smaller)
+            for j, di in enumerate(rest):
+                ti = int(np.argmax(inside[:, j]))
+                if inside[ti, j] < 0.6:
+                    continue
+                t, b = self.tracks[ti], db[j]
                 t.box = np.asarray([min(t.box[0], b[0]), min(t.box[1], b[1]), max(t.box[2], b[2]),
                                     max(t.box[3], b[3])], np.float32)
                 t.last_seen, t.misses = frame, 0
                 matched_det.add(di)
-        for t in self.tracks:
-            if t.last_seen == frame:
-                continue
-            # Missed only where the detector saw the whole box: a region that cuts a face proves nothing.
-            if regions is None or any(_overlap(t.box, r) >= 0.8 * _area(t.box) for r in regions):
-                t.misses += 1
+                # The grown track may now hold later detections too.
+                tb[ti] = t.box
+                inside[ti] = _overlaps(tb[ti:ti + 1], db)[0] / np.maximum(
+                    1e-6, np.minimum(_areas(tb[ti:ti + 1]), _areas(db)))
+        unseen = [t for t in self.tracks if t.last_seen != frame]
+        if unseen:
+            ub = np.stack([t.box for t in unseen]).astype(np.float32)
+            if regions is None:
+                looked = np.ones(len(unseen), bool)
+            elif regions:
+                # Missed only where the detector saw the whole box: a region that cuts a face proves nothing.
+                rb = np.asarray(regions, np.float32)
+                looked = (_overlaps(ub, rb) >= 0.8 * _areas(ub)[:, None]).any(axis=1)
+            else:
+                looked = np.zeros(len(unseen), bool)
+            for t, miss in zip(unseen, looked, strict=True):
+                t.misses += int(miss)
         self.tracks = [t for t in self.tracks if t.misses <= self.persist]
         for di in range(len(boxes)):
             if di not in matched_det:

@@ -11,7 +11,8 @@ from tests.blur.scenes import FACE_IN_CROP, background, changed_share, inner, sc
 from tests.support.detectors import FixedBoxDetector, RaisingDetector, StallingDetector
 
 # One native-scale pass keeps the tests quick; the profiles' multi-scale search is the benchmark's job.
-FAST = PROFILES["realtime"].with_(scales=(1.0,), zoom_scale=0.0, motion_gating=False)
+# No motion warm-up: these tests look at what happens from the second frame on (warm-up has its own test).
+FAST = PROFILES["realtime"].with_(scales=(1.0,), zoom_scale=0.0, motion_gating=False, motion_warmup=0)
 EXACT = FAST.with_(margin=1.0, margin_large=1.0, vertical=1.0, shape="box")
 
 
@@ -315,6 +316,22 @@ def test_a_camera_turn_masks_the_frame_and_the_new_view_is_learnt_at_once():
     assert reports[5].failsafe and reports[5].reason == "scene changed"
     assert not any(r.failsafe for r in reports[6:])
     assert changed_share(before, out.to_ndarray(format="bgr24"), (0, 0, 640, 360), thr=0) == 0.0
+
+
+def test_video_frames_leave_masked_whole_while_the_background_warms_up():
+    # A face the detector misses, moving a pixel a frame: in the first frames its motion is a sliver that
+    # does not cover it, so frames 1 .. motion_warmup-1 leave masked whole; frame 0 is judged like a still
+    # image (its detection round) and from the end of the warm-up the silhouette covers the face.
+    cfg = FAST.with_(detect_every=6, motion_warmup=5)
+    anonymizer = Anonymizer(cfg, detector=FixedBoxDetector([]))
+    reports = []
+    for i in range(8):
+        img, face = scene(200 + i, 100)
+        out, report = anonymizer.process_bgr(img)
+        reports.append(report)
+    assert [r.cause for r in reports] == [None] + [FailReason.MOTION_WARMING_UP] * 4 + [None] * 3
+    assert reports[1].reason == "motion warming up"
+    assert changed_share(img, out, inner(face)) > 0.6  # the silhouette covers the face after warm-up
 
 
 def test_motion_mask_mode_masks_heads_of_moving_people_without_a_detector():
