@@ -33,10 +33,13 @@ STANDER = Walker(height=72, y=16, x0=-50.0, speed=6.0, stop=110.0)
 PASSER = Walker(height=48, y=290, x0=560.0, speed=-4.0)
 SCENE = (STANDER, PASSER)
 STOP = STANDER.standing_from() or 0
-TAKE_IN = 165  # frames standing after which the background model has taken a still person in (measured)
+# Frames of them standing that the engine takes in before its background model has learnt a still person
+# (measured; counted in frames the engine is given, which on a loaded machine are fewer than the clip's).
+TAKE_IN = 165
 MARGIN = 30  # frames either side of the take-in where the model is still taking them in
-WATCH_UNTIL = STOP + TAKE_IN + 2 * MARGIN + 10  # the last clip frame the tests need to have seen
-CLIP_FRAMES = WATCH_UNTIL + 60  # the file source loops at its end: never within the watch
+WATCH = TAKE_IN + 2 * MARGIN + 10  # frames of them standing the tests need the engine to have taken
+# The file source loops at its end: never within the watch, even if the engine is given one frame in two.
+CLIP_FRAMES = STOP + 2 * WATCH
 MIN_VISIBLE_PX = 24  # a face with less of its width in the picture is not checked (a sliver at the edge)
 
 
@@ -47,6 +50,7 @@ class Recording(Anonymizer):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.latest = -1
+        self.standing = 0  # frames taken since the person stopped
         self.thumbs: dict[int, np.ndarray] = {}
         self.failsafe: dict[int, bool] = {}
 
@@ -56,6 +60,7 @@ class Recording(Anonymizer):
         self.thumbs[index] = thumb(out.to_ndarray(format="bgr24"))
         self.failsafe[index] = report.failsafe
         self.latest = max(self.latest, index)
+        self.standing += index >= STOP
         return out, report
 
 
@@ -67,13 +72,14 @@ def thumb(bgr: np.ndarray) -> np.ndarray:
 @dataclass
 class Delivered:
     index: int  # the clip frame it shows
+    standing: int  # how many frames given to the engine showed the person standing, up to this one
     image: np.ndarray  # BGR, decoded from the packets a viewer got
     failsafe: bool  # the engine failed closed on it (the whole frame masked)
 
 
 async def watch(clip: Path, engine: Recording, name: str) -> list[Delivered]:
-    """Play the clip live from its start through a pipeline, as one viewer, until the engine has passed
-    WATCH_UNTIL; every frame delivered, with the clip frame it shows."""
+    """Play the clip live from its start through a pipeline, as one viewer, until the engine has been given
+    WATCH frames of the person standing; every frame delivered, with the clip frame it shows."""
     spec = CameraSpec(id=name, name=name, source_url=str(clip), redacted_url=str(clip))
     pipeline = Pipeline(spec, engine)
     pipeline.start()
@@ -82,7 +88,7 @@ async def watch(clip: Path, engine: Recording, name: str) -> list[Delivered]:
     received: list[tuple[int, np.ndarray]] = []  # (newest clip frame the engine had taken, image)
     deadline = time.monotonic() + 180
     try:
-        while engine.latest < WATCH_UNTIL:
+        while engine.standing < WATCH:
             assert time.monotonic() < deadline, f"{name}: the engine reached clip frame {engine.latest} only"
             packet = await asyncio.wait_for(sub.next_packet(), 30)
             received += [(engine.latest, f.to_ndarray(format="bgr24")) for f in decoder.decode(packet)]
@@ -90,14 +96,17 @@ async def watch(clip: Path, engine: Recording, name: str) -> list[Delivered]:
         sub.close()
         await pipeline.stop()
     assert max(engine.thumbs) < CLIP_FRAMES - 1, f"{name}: the file looped within the watch"
+    taken = sorted(engine.thumbs)
     out = []
     for latest, image in received:
-        # Which clip frame: the engine's own output it matches best, among those made by then. People move
-        # every frame (the passer never stops), so neighbouring outputs differ.
+        # Which clip frame: the engine's own output it matches best, among the last it made by then. People
+        # move every frame (the passer never stops), so neighbouring outputs differ. (Frames masked whole
+        # look alike: one may be taken for another, which changes nothing of what is checked of them.)
         small = thumb(image)
-        candidates = [i for i in engine.thumbs if i <= latest]
+        candidates = [i for i in taken if latest - 50 <= i <= latest]
         index = min(candidates, key=lambda i: float(np.abs(engine.thumbs[i] - small).mean()))
-        out.append(Delivered(index, image, engine.failsafe[index]))
+        standing = sum(1 for i in taken if STOP <= i <= index)
+        out.append(Delivered(index, standing, image, engine.failsafe[index]))
     return out
 
 
@@ -162,15 +171,15 @@ def torso_error(frame: Delivered) -> float:
 
 def standing(frames: list[Delivered], *, after: int) -> list[Delivered]:
     """Frames showing the person standing for more than `after` frames (the engine not failing closed)."""
-    return [f for f in frames if f.index - STOP > after and not f.failsafe]
+    return [f for f in frames if f.standing > after and not f.failsafe]
 
 
 def test_a_person_standing_past_the_background_take_in_stays_masked(
         watched: dict[str, list[Delivered]]) -> None:
     frames = watched["on"]
     # The watch went on past the take-in, and frames kept coming (not just a few around a stall).
-    assert frames[-1].index >= WATCH_UNTIL - 5, frames[-1].index
-    assert len(frames) >= 0.8 * WATCH_UNTIL, f"{len(frames)} frames delivered for {WATCH_UNTIL} clip frames"
+    assert max(f.standing for f in frames) >= WATCH - 5
+    assert len(frames) >= 0.5 * (STOP + WATCH), f"{len(frames)} frames delivered"
     # No face in any delivered frame: the walker's and passer's, whether walking, coming in or standing.
     for frame in frames:
         scores = [s for s in face_scores(frame) if s is not None]
@@ -188,8 +197,8 @@ def test_with_detection_off_the_standing_face_shows_after_the_take_in(
     # What the test above guards against: without detection, the standing person's face is masked only
     # while their silhouette lasts, and then shows.
     frames = watched["off"]
-    assert frames[-1].index >= WATCH_UNTIL - 5, frames[-1].index
-    walking_or_just_stopped = [f for f in frames if f.index - STOP < TAKE_IN - MARGIN and not f.failsafe]
+    assert max(f.standing for f in frames) >= WATCH - 5
+    walking_or_just_stopped = [f for f in frames if f.standing < TAKE_IN - MARGIN and not f.failsafe]
     assert walking_or_just_stopped
     for frame in walking_or_just_stopped:
         score = face_scores(frame)[0]
