@@ -6,6 +6,7 @@ what leaves the relay is masked."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -22,12 +23,28 @@ _ASTRONAUT_FACE = (181, 58, 270, 178)
 
 @dataclass(frozen=True)
 class Walker:
-    """A face moving on a straight line, bouncing between the frame edges."""
+    """A face on a body moving on a straight line: bouncing between the frame edges, or, with `stop`, walking
+    in (from outside the picture when `x0` is) and standing still at x = `stop` from then on."""
 
     height: int  # face box height in pixels
     y: int  # top of the face box
     x0: float
     speed: float  # pixels per frame (negative: walks left)
+    stop: float | None = None  # where the walker stops and stands (left of the face box); None: never stops
+
+    def x(self, index: int, span: int) -> int:
+        """Left of the face box on frame `index`; `span` is the frame's width less the face's."""
+        if self.stop is None:
+            pos = (self.x0 + self.speed * index) % (2 * span)
+            return int(pos if pos <= span else 2 * span - pos)
+        walked = self.x0 + self.speed * index
+        return math.floor(min(walked, self.stop) if self.speed > 0 else max(walked, self.stop))
+
+    def standing_from(self) -> int | None:
+        """The first frame on which the walker stands where it stopped (None: it never stops)."""
+        if self.stop is None:
+            return None
+        return max(0, math.ceil((self.stop - self.x0) / self.speed)) if self.speed else 0
 
 
 DEFAULT_WALKERS = (
@@ -73,20 +90,20 @@ def street_background(width: int, height: int) -> np.ndarray:
 def render_frame(
     background: np.ndarray, index: int, walkers: tuple[Walker, ...] = DEFAULT_WALKERS
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """Frame `index` (BGR) and the face boxes (x1, y1, x2, y2) drawn on it."""
+    """Frame `index` (BGR) and the face boxes (x1, y1, x2, y2) drawn on it, one per walker, cut to the frame
+    (empty, x1 == x2, while a walker is outside it)."""
     frame = background.copy()
     h, w = frame.shape[:2]
     boxes = []
     for walker in walkers:
         patch = face_patch(min(walker.height, h))
         ph, pw = patch.shape[:2]
-        span = max(1, w - pw)
-        pos = (walker.x0 + walker.speed * index) % (2 * span)
-        x = int(pos if pos <= span else 2 * span - pos)
+        x = walker.x(index, max(1, w - pw))
         y = min(walker.y, h - ph)  # walkers placed for 720p still fit a smaller frame
         _draw_body(frame, x, y, pw, ph)
-        frame[y : y + ph, x : x + pw] = patch
-        boxes.append((x, y, x + pw, y + ph))
+        x1, x2 = min(max(x, 0), w), min(max(x + pw, 0), w)  # a walker coming in is partly outside
+        frame[y : y + ph, x1:x2] = patch[:, x1 - x : x2 - x]
+        boxes.append((x1, y, x2, y + ph))
     return frame, boxes
 
 
@@ -102,7 +119,8 @@ def _draw_body(frame: np.ndarray, x: int, y: int, pw: int, ph: int) -> None:
 
 
 def write_sample(
-    path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 8.0, gop: int = 25
+    path: Path, *, width: int = 1280, height: int = 720, fps: int = 25, seconds: float = 8.0, gop: int = 25,
+    walkers: tuple[Walker, ...] = DEFAULT_WALKERS,
 ) -> list[list[tuple[int, int, int, int]]]:
     """Encode the sample to `path` (.mp4, or .h264 for a raw Annex B stream that an RTSP server can loop).
     Returns the truth: face boxes per frame."""
@@ -119,7 +137,7 @@ def write_sample(
         }
         stream.codec_context.time_base = Fraction(1, fps)
         for i in range(int(seconds * fps)):
-            img, boxes = render_frame(background, i)
+            img, boxes = render_frame(background, i, walkers)
             truth.append(boxes)
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
