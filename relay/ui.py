@@ -1,7 +1,8 @@
 """What the browser pages need besides the APIs: the public camera map page (`/public/`, no login), the
-pages' own settings (`/ui/config.json`: the map's tile service, the ICE transport policy; no secrets), display names of purposes and
-roles for signed-in users (`/api/live/catalog`), and the Content-Security-Policy of the pages, which lets
-map tiles come from the configured tile service and nothing else from elsewhere."""
+pages' own settings (`/ui/config.json`: the map's tile service, the ICE transport policy; no secrets),
+display names of purposes and roles for signed-in users (`/api/live/catalog`), and the pages'
+Content-Security-Policy, which lets map tiles come from the configured tile service and nothing else from
+elsewhere."""
 
 from __future__ import annotations
 
