@@ -18,9 +18,9 @@ COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY blur ./blur
 COPY policies ./policies
-RUN pip install . && useradd --system --home /app relay && mkdir -p /app/var && chown relay /app/var
+RUN pip install . && useradd --system --uid 10001 --home /app relay && mkdir -p /app/var && chown relay /app/var
 
-USER relay
+USER 10001
 EXPOSE 8080
 # WebRTC media uses UDP ports chosen by ICE; run with host networking or publish a UDP range in production.
 ENTRYPOINT ["cctv-relay"]

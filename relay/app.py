@@ -140,9 +140,13 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    # Outermost: /r/{this replica}/... is served as /..., /readyz answers 503 while draining.
+    # Outermost: /r/{this replica}/... is served as /..., /readyz answers 503 while draining or cut off.
+    def started() -> bool:
+        return hasattr(app.state, "services")
+
     app.add_middleware(ReplicaPrefix, replica_id=settings.replica_id,
-                       draining=lambda: hasattr(app.state, "services") and app_services(app).cluster.draining)
+                       draining=lambda: started() and app_services(app).cluster.draining,
+                       database_ok=lambda: started() and app_services(app).cluster.database_ok())
 
     for module in (auth, api, grants_api, audit_api, register):
         app.include_router(module.router)

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from policies.settings import PolicySettings
 from relay.cluster.settings import ClusterSettings
+from relay.turn import TurnSettings
 
 # The file load_settings() is reading; a context variable so concurrent loads (tests) don't mix files.
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar("_config_values", default=None)
@@ -31,7 +32,7 @@ class IceServer(BaseModel):
     credential: str | None = None  # secret: never returned by the API or logged
 
 
-class RelaySettings(PolicySettings, ClusterSettings):  # ClusterSettings: replica id, leases, capacity
+class RelaySettings(PolicySettings, ClusterSettings, TurnSettings):  # cluster: replica id, leases; TURN
     model_config = SettingsConfigDict(env_prefix="CCTV_", extra="ignore", env_nested_delimiter="__")
 
     host: str = "127.0.0.1"

@@ -1,7 +1,8 @@
 """What the browser pages need besides the APIs: the public camera map page (`/public/`, no login), the
-pages' own settings (`/ui/config.json`: the map's tile service, no secrets), display names of purposes and
-roles for signed-in users (`/api/live/catalog`), and the Content-Security-Policy of the pages, which lets
-map tiles come from the configured tile service and nothing else from elsewhere."""
+pages' own settings (`/ui/config.json`: the map's tile service, the ICE transport policy; no secrets),
+display names of purposes and roles for signed-in users (`/api/live/catalog`), and the pages'
+Content-Security-Policy, which lets map tiles come from the configured tile service and nothing else from
+elsewhere."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def ui_config(request: Request) -> dict[str, Any]:
     lat, lon = settings.map_center
     return {"languages": list(LANGUAGES),
             "map": {"tile_url": settings.map_tile_url, "attribution": settings.map_attribution,
-                    "center": [lat, lon], "zoom": settings.map_zoom}}
+                    "center": [lat, lon], "zoom": settings.map_zoom},
+            # "relay": the dashboard's peer connections use TURN only (the servers come with each answer)
+            "ice": {"transport_policy": settings.ice_transport_policy}}
 
 
 def _catalog(ctx: PolicyContext) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from aiortc.sdp import SessionDescription
 
 from relay.errors import first_line
 from relay.hub import Subscription
+from relay.turn import ice_servers_for
 
 log = logging.getLogger("relay.webrtc")
 
@@ -77,10 +78,12 @@ class IceSettings:
                 for s in self.servers]
 
 
-def ice_settings_from(settings: IceConfig) -> IceSettings:
-    """From the app's RelaySettings (ice_servers, ice_interfaces, ice_loopback)."""
-    return IceSettings(servers=tuple(settings.ice_servers), interfaces=list(settings.ice_interfaces),
-                       loopback=settings.ice_loopback)
+def ice_settings_from(settings: IceConfig, user_tag: str = "relay") -> IceSettings:
+    """From the app's RelaySettings (ice_servers, ice_interfaces, ice_loopback), plus the TURN servers
+    with a fresh short-lived credential for the relay's own peer when TURN is set up (relay.turn): the relay
+    gathers relayed candidates too, so a viewer restricted to TURN reaches it both ways."""
+    return IceSettings(servers=tuple(ice_servers_for(settings, user_tag)),
+                       interfaces=list(settings.ice_interfaces), loopback=settings.ice_loopback)
 
 
 # aioice finds host addresses through one module function and never offers loopback. The settings of the

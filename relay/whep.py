@@ -32,6 +32,7 @@ from relay.cluster.leases import NotClaimed
 from relay.config import RelaySettings
 from relay.services import SignedIn, Viewer, services
 from relay.sessions import ViewerSession
+from relay.turn import ice_servers_for
 from relay.webrtc import SdpError, SdpTooLarge, answer_offer, check_offer, ice_settings_from
 
 log = logging.getLogger("relay.whep")
@@ -129,21 +130,22 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
     if decision.expires_at is not None:
         headers["X-View-Expires"] = decision.expires_at.isoformat()
-    links = ice_server_links(svc.settings)
+    links = ice_server_links(svc.settings, session_id)
     if links:
         headers["Link"] = links
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
 
 
-def ice_server_links(settings: RelaySettings) -> str:
+def ice_server_links(settings: RelaySettings, session_id: str = "viewer") -> str:
     """STUN/TURN servers for the viewer, as WHEP `Link: <url>; rel="ice-server"` values. TURN credentials
-    go only to viewers just authorized, which is what they are for."""
+    go only to viewers just authorized, which is what they are for; those made from `turn_secret` are the
+    session's own and short-lived (relay.turn)."""
 
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     out = []
-    for server in settings.ice_servers:
+    for server in ice_servers_for(settings, session_id):
         for url in server.urls:
             link = f'<{url}>; rel="ice-server"'
             if server.username and server.credential:

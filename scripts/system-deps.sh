@@ -2,7 +2,7 @@
 # Debian packages the relay's tests and demo use: GStreamer's RTSP server (the fake camera, run with
 # Debian's own python3 and its python3-gi), headless Chromium (the dashboard test, driven by Playwright
 # through executable_path; Noto CJK so the zh-TW pages render) and PostgreSQL (the deployment database,
-# started by the tests on loopback).
+# started by the tests on loopback) and coturn (the TURN server, started by the tests on loopback).
 set -euo pipefail
 pkgs=(
   python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
@@ -10,6 +10,7 @@ pkgs=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
   chromium fonts-dejavu-core fonts-noto-cjk
   postgresql
+  coturn
 )
 missing=()
 for p in "${pkgs[@]}"; do

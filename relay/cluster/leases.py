@@ -52,11 +52,17 @@ class LeaseKeeper:
         self.draining = False
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
         self.renewals = 0  # statements sent, for metrics and the benchmark
+        self.renewed_at: float | None = None  # time.monotonic() of the last renewal the database answered
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def full(self) -> bool:
         return self.max_cameras is not None and len(self.held) + len(self._claiming) >= self.max_cameras
+
+    def database_ok(self) -> bool:
+        """The database answered a renewal within the last lease TTL (what readiness asks: a replica that
+        cannot reach it can neither claim nor keep cameras)."""
+        return self.renewed_at is not None and time.monotonic() - self.renewed_at <= self.ttl_s
 
     @property
     def state(self) -> str:
@@ -104,6 +110,7 @@ class LeaseKeeper:
                                           advertise=self.advertise, state=self.state,
                                           max_cameras=self.max_cameras)
         self.renewals += 1
+        self.renewed_at = time.monotonic()
         for camera_id, epoch in snapshot.items():
             held = self.held.get(camera_id)
             if held is None or held.epoch != epoch:

@@ -42,6 +42,9 @@ class Replica:
     def draining(self) -> bool:
         return self.keeper.draining
 
+    def database_ok(self) -> bool:
+        return self.keeper.database_ok()
+
     async def start(self) -> None:
         """Create the tables if needed, close what an earlier life of this replica left open, register,
         then renew, fence and sweep in the background."""

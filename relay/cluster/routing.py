@@ -1,8 +1,8 @@
 """HTTP of the cluster: this replica's own prefix (`/r/{replica}/...`, what the ingress routes to it) is
 accepted by stripping it, another replica's prefix is refused (421), and placements become responses:
 307 to the owner (method and body kept, so a browser's fetch re-POSTs the offer there) or 503 with
-Retry-After. `/readyz` says whether this replica takes new viewers (503 while draining): what an ingress
-or Kubernetes readiness probe asks."""
+Retry-After. `/readyz` says whether this replica takes new viewers (503 while draining, or while the
+database does not answer its lease renewals): what an ingress or Kubernetes readiness probe asks."""
 
 from __future__ import annotations
 
@@ -18,20 +18,23 @@ from relay.cluster.placement import Elsewhere, Nowhere, Place
 class ReplicaPrefix:
     """ASGI middleware: `/r/{me}/x` is served as `/x`; `/r/{other}/x` is answered 421."""
 
-    def __init__(self, app: ASGIApp, replica_id: str | None, draining: Callable[[], bool]) -> None:
+    def __init__(self, app: ASGIApp, replica_id: str | None, draining: Callable[[], bool],
+                 database_ok: Callable[[], bool] = lambda: True) -> None:
         self.app = app
         self.replica_id = replica_id
         self.draining = draining
+        self.database_ok = database_ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path == "/readyz":
-            draining = self.draining()
-            await _json(send, 503 if draining else 200, {"status": "draining" if draining else "ready",
-                                                         "replica": self.replica_id})
+        if path == "/readyz":  # ready: not draining, and the database answered its last lease renewal
+            status = ("draining" if self.draining() else "database unreachable" if not self.database_ok()
+                      else "ready")
+            await _json(send, 200 if status == "ready" else 503,
+                        {"status": status, "replica": self.replica_id})
             return
         if path.startswith("/r/"):
             me = self.replica_id

@@ -544,13 +544,36 @@ function rawRow(req) {
 }
 
 // --- tiles (WHEP) --------------------------------------------------------------------------------
-function waitForIce(pc, ms) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); } };
-    const timer = setTimeout(resolve, ms);
-    pc.addEventListener("icegatheringstatechange", done);
-  });
+// The RTCPeerConnection's ICE transport policy: "relay" (TURN only) when the relay's settings say so
+// (`ice_transport_policy`) or the page's address asks for it (`?ice=relay`); the address cannot relax it.
+function icePolicy() {
+  const asked = new URLSearchParams(window.location.search).get("ice");
+  return asked === "relay" || (state.config && state.config.ice && state.config.ice.transport_policy === "relay")
+    ? "relay" : "all";
+}
+
+// The STUN/TURN servers of a WHEP answer: `Link: <turn:host:3478?transport=udp>; rel="ice-server";
+// username="..."; credential="..."; credential-type="password", <stun:...>; rel="ice-server"` (RFC 8288:
+// links separated by commas, parameters by semicolons, quoted strings with backslash escapes). A TURN URL
+// without a credential is left out (the browser would refuse the whole configuration).
+function iceServersFromLinks(header) {
+  const servers = [];
+  const link = /<([^>]*)>((?:\s*;\s*[^\s=;,]+(?:\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^\s",;]*))?)*)/g;
+  const param = /;\s*([^\s=;,]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s",;]*)))?/g;
+  for (const m of (header || "").matchAll(link)) {
+    const params = {};
+    for (const p of m[2].matchAll(param)) {
+      params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : (p[3] || "");
+    }
+    if (!(params.rel || "").split(/\s+/).includes("ice-server")) continue;
+    const server = { urls: m[1] };
+    if (params.username !== undefined && params.credential !== undefined) {
+      server.username = params.username;
+      server.credential = params.credential;
+    } else if (/^turns?:/i.test(m[1])) continue;
+    servers.push(server);
+  }
+  return servers;
 }
 
 // A tile's message: a catalogue key with its parameters, and the server's reason to explain, kept so a
@@ -640,7 +663,8 @@ async function openTile(slot, cam, replacing = null) {
   tile.clock = setInterval(() => { paintExpiry(tile); paintFps(tile); }, 1000);
   if (!purpose) { tileMessage(tile, "tile.no_purpose", "denied"); return; }
 
-  const pc = new RTCPeerConnection();
+  const iceTransportPolicy = icePolicy();
+  const pc = new RTCPeerConnection({ iceTransportPolicy });
   tile.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
   const video = $("video", el);
@@ -658,14 +682,16 @@ async function openTile(slot, cam, replacing = null) {
     }
   });
   try {
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIce(pc, 2000);
+    // The offer goes out before this side gathers: the answer names the STUN/TURN servers to gather with
+    // (WHEP Link headers; TURN credentials are this session's own and short-lived), which must be set
+    // first. No trickle ICE: the relay learns this side's addresses from its connectivity checks.
+    const offer = await pc.createOffer();
     const query = new URLSearchParams({ purpose, mode });
     if (caseRef && mode === "raw") query.set("case_ref", caseRef);
     // Any relay answers: one that does not pull this camera answers 307 to the one that does, which fetch
     // follows with the offer; 503 (no relay can take it now) says when to ask again.
     const response = await api(`/whep/${encodeURIComponent(cam.id)}?${query}`, {
-      method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+      method: "POST", headers: { "Content-Type": "application/sdp" }, body: offer.sdp,
     });
     if (state.tiles.get(slot) !== tile) { pc.close(); return; } // closed while asking
     if (response.status === 503 && tile.reopened < REJOINS) {
@@ -686,7 +712,14 @@ async function openTile(slot, cam, replacing = null) {
     const expires = response.headers.get("X-View-Expires");
     tile.expires = expires ? Date.parse(expires) : null;
     paintTile(tile);
-    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+    const answer = await response.text();
+    try {
+      pc.setConfiguration({ iceServers: iceServersFromLinks(response.headers.get("Link")), iceTransportPolicy });
+    } catch (err) {
+      console.warn("ICE servers of the answer refused:", err); // gathers with none (host candidates only)
+    }
+    await pc.setLocalDescription(offer);
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
   } catch (err) {
     tileMessage(tile, "tile.cannot_play", "denied", {}, String(err.message || err));
     pc.close();
