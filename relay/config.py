@@ -48,6 +48,10 @@ class RelaySettings(PolicySettings):
     retention_every_s: float = Field(default=86400.0, ge=60)  # access-log retention: at start, then every
     metrics_token: str | None = None  # bearer token for Prometheus scraping; admins may always scrape
     cors_origins: list[str] = Field(default_factory=list)  # other origins allowed to call WHEP (players)
+    # Running WHEP sessions this process serves to one user, and on one camera (beyond: 429).
+    max_sessions_per_user: int = Field(default=8, ge=1)
+    max_sessions_per_camera: int = Field(default=50, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies (JSON); SDP offers: 64 KiB
 
     @classmethod
     def settings_customise_sources(

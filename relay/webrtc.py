@@ -156,6 +156,9 @@ def _parse_offer(offer: str | bytes) -> tuple[str, SessionDescription]:
         raise SdpError(f"malformed SDP ({type(exc).__name__})") from None
     if not any(m.kind == "video" for m in description.media):
         raise SdpError("the offer has no video section")
+    mids = [m.rtp.muxId for m in description.media if m.rtp.muxId]
+    if len(mids) != len(set(mids)):
+        raise SdpError("two media sections of the offer share an a=mid")
     return offer, description
 
 

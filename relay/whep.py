@@ -22,19 +22,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from policies.auth import client_address, has_permission
+from policies.contract import Principal
+from policies.schemas import IDENT_MAX, NAME_MAX, problems
 from relay.config import RelaySettings
+from relay.quotas import RETRY_AFTER_S, SessionLimit, Slot
+from relay.refusals import log_request_refusal, one_line
 from relay.services import SignedIn, Viewer, services
 from relay.sessions import ViewerSession
 from relay.webrtc import SdpError, SdpTooLarge, answer_offer, check_offer, ice_settings_from
 
 log = logging.getLogger("relay.whep")
-router = APIRouter(prefix="/whep", tags=["whep"])
+router = APIRouter(prefix="/whep", tags=["whep"], responses=problems(401, 403, 404))
+PROBLEMS = problems(400, 413, 415, 429)
 
 MODES = ("anonymized", "raw")
 
@@ -59,27 +64,44 @@ async def endpoint_options(camera_id: str) -> Response:
 
 
 @router.post("/{camera_id}", status_code=201, response_class=Response,
-             responses={201: {"content": {"application/sdp": {}}, "description": "SDP answer"}})
+             responses={201: {"content": {"application/sdp": {}}, "description": "SDP answer"},
+                        **PROBLEMS})
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
     svc = services(request)
-    policy = svc.context.service
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
-        raise WhepError(415, f"expected Content-Type application/sdp, got {content_type or 'none'}")
+        await _refuse(request, principal, 415,
+                      f"expected Content-Type application/sdp, got {content_type[:64] or 'none'}")
     try:
         offer = check_offer(await request.body())
     except SdpTooLarge as exc:
-        raise WhepError(413, str(exc)) from None
+        await _refuse(request, principal, 413, str(exc))
     except SdpError as exc:
-        raise WhepError(400, str(exc)) from None
-    if not purpose:
-        raise WhepError(400, "query parameter 'purpose' is required: state why you are watching")
-    if mode not in MODES:
-        raise WhepError(400, f"mode must be one of {', '.join(MODES)}")
+        await _refuse(request, principal, 400, str(exc))
+    if problem := _query_problem(purpose, mode, case_ref):
+        await _refuse(request, principal, 400, problem)
+    assert purpose is not None
     client = _viewer_client(request)
+    try:
+        slot = svc.sessions.quota.take(principal.user_id, principal.username, camera_id)
+    except SessionLimit as exc:
+        await asyncio.to_thread(svc.context.audit.append, "view.request", actor=principal.username,
+                                roles=list(principal.roles), camera_id=camera_id, purpose=purpose, mode=mode,
+                                decision="deny", reason=str(exc), details={"client": client, "status": 429})
+        raise WhepError(429, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    try:
+        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot)
+    finally:
+        if not svc.sessions.holds(slot):
+            slot.release()  # refused or failed: the session never ran
 
+
+async def _start(request: Request, principal: Principal, camera_id: str, purpose: str, mode: str,
+                 case_ref: str | None, offer: str, client: str, slot: Slot) -> Response:
+    svc = services(request)
+    policy = svc.context.service
     decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
     if not decision.allowed:
@@ -107,7 +129,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     except SdpError as exc:
         subscription.close()
         await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
-        raise WhepError(400, f"SDP offer refused: {exc}") from None
+        await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
     except BaseException:
         subscription.close()
         await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
@@ -115,7 +137,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
 
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
-                                   subscription, etag))
+                                   subscription, etag, slot=slot))
     headers = {"Location": _location(camera_id, session_id), "ETag": etag,
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
     if decision.expires_at is not None:
@@ -124,6 +146,25 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     if links:
         headers["Link"] = links
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
+
+
+def _query_problem(purpose: str | None, mode: str, case_ref: str | None) -> str | None:
+    if not purpose:
+        return "query parameter 'purpose' is required: state why you are watching"
+    if len(purpose) > IDENT_MAX:
+        return f"query parameter 'purpose' is longer than {IDENT_MAX} characters"
+    if mode not in MODES:
+        return f"mode must be one of {', '.join(MODES)}"
+    if case_ref is not None and len(case_ref) > NAME_MAX:
+        return f"query parameter 'case_ref' is longer than {NAME_MAX} characters"
+    return None
+
+
+async def _refuse(request: Request, principal: Principal, status: int, reason: str) -> NoReturn:
+    """A refusal of the request's form (400/413/415): logged (reason only, never the offer), answered."""
+    reason = one_line(reason)
+    await log_request_refusal(request, status, reason, principal)
+    raise WhepError(status, reason)
 
 
 def ice_server_links(settings: RelaySettings) -> str:
@@ -149,7 +190,7 @@ async def session_options(camera_id: str, session_id: str) -> Response:
     return Response(status_code=204, headers={"Allow": "GET, DELETE, OPTIONS"})
 
 
-@router.get("/{camera_id}/sessions/{session_id}")
+@router.get("/{camera_id}/sessions/{session_id}", responses=problems(410))
 async def view_status(camera_id: str, session_id: str, request: Request,
                       principal: SignedIn) -> dict[str, Any]:
     """Is this session still running? 200 with its terms, or 410 with why it ended (its viewer or an
@@ -185,7 +226,7 @@ async def end_view(camera_id: str, session_id: str, request: Request, principal:
     if session.principal.user_id != principal.user_id:
         if not await asyncio.to_thread(has_permission, svc.context, principal, "admin"):
             await asyncio.to_thread(svc.context.audit.append, "auth.forbidden", actor=principal.username,
-                                    roles=list(principal.roles), camera_id=camera_id,
+                                    roles=list(principal.roles), camera_id=camera_id, decision="deny",
                                     reason="only the session's viewer or an admin may end it",
                                     details={"path": request.url.path, "session_id": session_id})
             raise WhepError(403, "only the session's viewer or an admin may end it")
