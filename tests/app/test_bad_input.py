@@ -35,6 +35,14 @@ def test_whep_offer_with_two_sections_sharing_a_mid_is_400(local: Local) -> None
     assert not local.sessions.running
 
 
+def test_whep_offer_without_a_direction_is_400(local: Local) -> None:
+    offer = recvonly_offer().replace("a=recvonly\r\n", "")
+    r = local.whep("operator", offer)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"detail": "a media section of the offer has no direction (a=recvonly)"}
+    assert not local.sessions.running
+
+
 @pytest.mark.parametrize("field", ["roles", "display_name", "active"])
 def test_patch_user_with_null_is_422(local: Local, field: str) -> None:
     r = local.client.patch("/api/users/viewer", json={field: None}, headers=local.headers("admin"))
