@@ -7,13 +7,16 @@ session, a DELETE on the session URL ends it.
     PATCH  /whep/{camera_id}/sessions/{id}   -> 405 (no trickle ICE: the answer carries all candidates)
     OPTIONS on both                          -> 204 with Allow / Accept-Post (CORS preflight when configured)
 
-Order of checks: authentication (401) → the view right (403, for every camera id, so roles that may not
-watch learn nothing about which cameras exist; both through policies.auth) → content type (415) → the
-offer's size (413) and syntax (400, relay.webrtc.check_offer) → the query (400) → the policy decision
-(403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are listed in
-the public register, so viewers learn nothing secret). The session is logged as started before any media
-can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and ends it, with its
-reason logged, when its decision expires or is revoked, or the peer goes away. This module is the
+Order of checks: a body over 64 KiB is refused unread (413, relay.limits) → authentication (401) → the
+view right (403, for every camera id, so roles that may not watch learn nothing about which cameras
+exist; both through policies.auth) → content type (415) → the offer's size (413) and syntax (400,
+relay.webrtc.check_offer) → the query (400; these refusals of form are logged as `request.refused`) →
+the session caps (429 with Retry-After, relay.quotas; logged as a denied view request) → the policy
+decision (403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are
+listed in the public register, so viewers learn nothing secret). The session is logged as started
+before any media can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and
+ends it, with its reason logged, when its decision expires or is revoked, or the peer goes away. This
+module is the
 protocol only: routes, status codes and headers."""
 
 
