@@ -16,8 +16,7 @@ decision (403 with its reason; logged by the policy service) → unknown camera 
 listed in the public register, so viewers learn nothing secret). The session is logged as started
 before any media can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and
 ends it, with its reason logged, when its decision expires or is revoked, or the peer goes away. This
-module is the
-protocol only: routes, status codes and headers."""
+module is the protocol only: routes, status codes and headers."""
 
 
 from __future__ import annotations
