@@ -39,7 +39,7 @@ def test_whep_offer_without_a_direction_is_400(local: Local) -> None:
     offer = recvonly_offer().replace("a=recvonly\r\n", "")
     r = local.whep("operator", offer)
     assert r.status_code == 400, r.text
-    assert r.json() == {"detail": "a media section of the offer has no direction (a=recvonly)"}
+    assert r.json()["detail"].endswith("a media section of the offer has no direction (a=recvonly)")
     assert not local.sessions.running
 
 
