@@ -8,7 +8,7 @@ or credentials. Mounted by the app as `router`; reads `request.app.state.policie
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -36,10 +36,11 @@ from policies.schemas import (
     UserIn,
     UserOut,
     UserPatch,
+    problems,
 )
 from policies.user_admin import save_user, user_out
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=problems(401, 403))
 Admin = Annotated[Principal, Depends(require("admin"))]
 Anyone = Annotated[Principal, Depends(require())]
 
@@ -177,7 +178,7 @@ def _crud(section: str, path: str, body_in: type[BaseModel], body_out: type[Base
         response_model=body_out,
         tags=[tag],
         summary=f"Get a {kind}",
-        responses={404: {"description": f"unknown {kind}"}},
+        responses=problems(404),
     )
     router.add_api_route(
         path,
@@ -187,7 +188,7 @@ def _crud(section: str, path: str, body_in: type[BaseModel], body_out: type[Base
         status_code=201,
         tags=[tag],
         summary=f"Create a {kind}",
-        responses={409: {"description": "exists"}},
+        responses=problems(400, 409),
     )
     router.add_api_route(
         path + "/{ident}",
@@ -196,7 +197,7 @@ def _crud(section: str, path: str, body_in: type[BaseModel], body_out: type[Base
         response_model=body_out,
         tags=[tag],
         summary=f"Replace a {kind}",
-        responses={404: {"description": f"unknown {kind}"}},
+        responses=problems(400, 404),
     )
     router.add_api_route(
         path + "/{ident}",
@@ -205,7 +206,7 @@ def _crud(section: str, path: str, body_in: type[BaseModel], body_out: type[Base
         status_code=204,
         tags=[tag],
         summary=f"Delete a {kind}",
-        responses={409: {"description": "still referenced"}},
+        responses=problems(404, 409),
     )
 
 
@@ -222,7 +223,8 @@ def list_users(request: Request, who: Admin) -> list[UserOut]:
         return [user_out(u) for u in s.scalars(select(User).order_by(User.username))]
 
 
-@router.get("/users/{username}", response_model=UserOut, tags=["users"], summary="Get a user")
+@router.get("/users/{username}", response_model=UserOut, tags=["users"], summary="Get a user",
+            responses=problems(404))
 def get_user(username: str, request: Request, who: Admin) -> UserOut:
     with _ctx(request).db.session() as s:
         user = _get(s, "users", username)
@@ -231,7 +233,8 @@ def get_user(username: str, request: Request, who: Admin) -> UserOut:
         return user_out(user)
 
 
-@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], summary="Create a user")
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], summary="Create a user",
+             responses=problems(400, 409))
 def create_user(body: UserIn, request: Request, who: Admin) -> Any:
     # Roles conferring watching, raw-view or admin rights wait for a second admin (pending_roles).
     try:
@@ -245,6 +248,7 @@ def create_user(body: UserIn, request: Request, who: Admin) -> Any:
     response_model=UserOut,
     tags=["users"],
     summary="Change a user's display name, roles, password or active flag",
+    responses=problems(400, 404),
 )
 def patch_user(username: str, body: UserPatch, request: Request, who: Admin, response: Response) -> Any:
     fields = body.model_dump(exclude_unset=True)
@@ -258,7 +262,8 @@ def patch_user(username: str, body: UserPatch, request: Request, who: Admin, res
     return out
 
 
-@router.delete("/users/{username}", status_code=204, tags=["users"], summary="Delete a user")
+@router.delete("/users/{username}", status_code=204, tags=["users"], summary="Delete a user",
+               responses=problems(404, 409))
 def delete_user(username: str, request: Request, who: Admin) -> Response:
     _delete(request, who, "users", username)
     return Response(status_code=204)
@@ -280,6 +285,7 @@ def viewable_cameras(request: Request, who: Anyone) -> list[dict[str, Any]]:
     status_code=201,
     tags=["raw view"],
     summary="Request raw (unmasked) view for a case; needs a second person's approval",
+    responses=problems(400, 404, 409),
 )
 def create_raw_request(
     body: RawRequestIn, request: Request, who: Annotated[Principal, Depends(require("request_raw"))]
@@ -298,11 +304,15 @@ def create_raw_request(
     tags=["raw view"],
     summary="Raw-view requests: all for approvers, admins and auditors; one's own otherwise",
 )
-def list_raw_requests(request: Request, who: Anyone, status: str | None = None) -> Any:
+def list_raw_requests(
+    request: Request, who: Anyone, status: Annotated[str | None, Query(max_length=16)] = None
+) -> Any:
     return _ctx(request).service.list_raw(who, status)
 
 
-@router.get("/raw-requests/{request_id}", response_model=RawRequestOut, tags=["raw view"])
+@router.get(
+    "/raw-requests/{request_id}", response_model=RawRequestOut, tags=["raw view"], responses=problems(404)
+)
 def get_raw_request(request_id: str, request: Request, who: Anyone) -> Any:
     try:
         return _ctx(request).service.get_raw(who, request_id)
@@ -315,6 +325,7 @@ def get_raw_request(request_id: str, request: Request, who: Anyone) -> Any:
     response_model=RawRequestOut,
     tags=["raw view"],
     summary="Approve someone else's pending request for a limited time",
+    responses=problems(400, 404, 409),
 )
 def approve_raw_request(
     request_id: str,
@@ -328,7 +339,12 @@ def approve_raw_request(
         raise _fail(exc) from None
 
 
-@router.post("/raw-requests/{request_id}/deny", response_model=RawRequestOut, tags=["raw view"])
+@router.post(
+    "/raw-requests/{request_id}/deny",
+    response_model=RawRequestOut,
+    tags=["raw view"],
+    responses=problems(400, 404, 409),
+)
 def deny_raw_request(
     request_id: str,
     body: ReasonIn,
@@ -346,6 +362,7 @@ def deny_raw_request(
     response_model=RawRequestOut,
     tags=["raw view"],
     summary="Revoke a pending or approved request; running raw views stop within a second",
+    responses=problems(400, 404, 409),
 )
 def revoke_raw_request(request_id: str, body: ReasonIn, request: Request, who: Anyone) -> Any:
     try:

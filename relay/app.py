@@ -30,15 +30,19 @@ from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
 from policies.contract import CameraRuntime
 from policies.models import Camera
-from relay import ui, whep
+from policies.schemas import problems
+from relay import refusals, ui, whep
 from relay.cameras import CameraManager
 from relay.cluster.replica import Replica
 from relay.cluster.routing import ReplicaPrefix
 from relay.config import RelaySettings, load_settings
 from relay.health import CameraHealth
 from relay.housekeeping import cancel, follow_cameras, keep_retention
+from relay.limits import BodyLimits
+from relay.quotas import SessionQuota
 from relay.services import Services, Viewer, app_services, install, services
 from relay.sessions import SessionRegistry
+from relay.webrtc import MAX_SDP_BYTES
 
 log = logging.getLogger("relay.app")
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -97,7 +101,8 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
         manager = CameraManager(_resolver(ctx), linger_s=settings.linger_s, codec=settings.codec,
                                 cameras=_camera_lister(ctx), leases=cluster.keeper)
         cluster.keeper.on_lost = manager.restart
-        sessions = SessionRegistry(ctx.service, settings.session_check_s)
+        quota = SessionQuota(settings.max_sessions_per_user, settings.max_sessions_per_camera)
+        sessions = SessionRegistry(ctx.service, settings.session_check_s, quota)
         install(app, Services(context=ctx, cameras=manager, sessions=sessions, settings=settings,
                               cluster=cluster))
         await cluster.start()
@@ -120,6 +125,10 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     app = FastAPI(title="cctv-relay", version="0.1.0", lifespan=lifespan,
                   description="Anonymizing CCTV relay: live video over WHEP under access policy, logged.")
     csp = ui.content_security_policy(settings)
+    refusals.install(app)
+    # Innermost of the middleware: its refusals still get the headers (and CORS) added outside it.
+    app.add_middleware(BodyLimits, default=settings.max_body_bytes, routes=[("/whep/", MAX_SDP_BYTES)],
+                       on_refuse=refusals.scope_refusal_logger(app))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
@@ -148,7 +157,8 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
                        draining=lambda: started() and app_services(app).cluster.draining,
                        database_ok=lambda: started() and app_services(app).cluster.database_ok())
 
-    for module in (auth, api, grants_api, audit_api, register):
+    app.include_router(auth.router, responses=problems(401))
+    for module in (api, grants_api, audit_api, register):
         app.include_router(module.router)
     overload.install(app)
     app.include_router(whep.router)
@@ -181,11 +191,11 @@ def _add_relay_routes(app: FastAPI) -> None:
                 raise
             raise HTTPException(403, "metrics need the admin right or the scrape token") from None
 
-    @app.get("/metrics", tags=["relay"], dependencies=[Depends(metrics_access)])
+    @app.get("/metrics", tags=["relay"], dependencies=[Depends(metrics_access)], responses=problems(401, 403))
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/live/cameras", tags=["relay"])
+    @app.get("/api/live/cameras", tags=["relay"], responses=problems(401, 403))
     async def list_cameras(request: Request, principal: Viewer) -> JSONResponse:
         """Cameras the caller may watch, each with its approved purposes and a health summary."""
         svc = services(request)
@@ -198,7 +208,7 @@ def _add_relay_routes(app: FastAPI) -> None:
             out.append(item)
         return JSONResponse({"cameras": out})
 
-    @app.get("/api/live/cameras/{camera_id}/health", tags=["relay"])
+    @app.get("/api/live/cameras/{camera_id}/health", tags=["relay"], responses=problems(401, 403, 404))
     async def camera_health(camera_id: str, request: Request, principal: Viewer) -> JSONResponse:
         svc = services(request)
         cameras = await asyncio.to_thread(svc.context.service.cameras_for, principal)

@@ -66,6 +66,10 @@ class RelaySettings(PolicySettings, ClusterSettings, TurnSettings):  # cluster: 
         if not v.startswith(("https://", "http://")) or not all(p in v for p in ("{z}", "{x}", "{y}")):
             raise ValueError("must be an http(s) URL template with {z}, {x} and {y}")
         return v
+    # Running WHEP sessions this process serves to one user, and on one camera (beyond: 429).
+    max_sessions_per_user: int = Field(default=8, ge=1)
+    max_sessions_per_camera: int = Field(default=50, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies (JSON); SDP offers: 64 KiB
 
     @classmethod
     def settings_customise_sources(

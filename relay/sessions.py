@@ -21,6 +21,7 @@ from aiortc import RTCPeerConnection
 from policies.contract import Principal
 from policies.service import PolicyService
 from relay.hub import Subscription
+from relay.quotas import SessionQuota, Slot
 
 log = logging.getLogger("relay.sessions")
 
@@ -44,18 +45,25 @@ class ViewerSession:
     connected: bool = False
     feed_ended: bool = False  # the camera's pipeline stopped under it: _end_fed_out closes it
     end_reason: str | None = None
+    slot: Slot | None = None  # its place in the session quota, given back when it ends
 
 
 class SessionRegistry:
     """The running viewer sessions of this process, each with its watchdog."""
 
-    def __init__(self, policy: PolicyService, check_every_s: float) -> None:
+    def __init__(self, policy: PolicyService, check_every_s: float,
+                 quota: SessionQuota | None = None) -> None:
         self.policy = policy
         self.check_every_s = check_every_s
+        self.quota = quota or SessionQuota(per_user=8, per_camera=50)
         self.running: dict[str, ViewerSession] = {}
         # Why recent sessions ended and whose they were: session id -> (user id, reason).
         self.ended: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
+
+    def holds(self, slot: object) -> bool:
+        """Whether a running session holds this quota slot."""
+        return any(session.slot is slot for session in self.running.values())
 
     def add(self, session: ViewerSession) -> None:
         self.running[session.id] = session
@@ -133,6 +141,8 @@ class SessionRegistry:
             with contextlib.suppress(Exception):
                 await session.pc.close()
         finally:
+            if session.slot is not None:
+                session.slot.release()
             await asyncio.to_thread(self.policy.close_session, session_id, reason)
         return True
 

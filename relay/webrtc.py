@@ -159,13 +159,19 @@ def _parse_offer(offer: str | bytes) -> tuple[str, SessionDescription]:
         raise SdpError(f"malformed SDP ({type(exc).__name__})") from None
     if not any(m.kind == "video" for m in description.media):
         raise SdpError("the offer has no video section")
+    mids = [m.rtp.muxId for m in description.media if m.rtp.muxId]
+    if len(mids) != len(set(mids)):
+        raise SdpError("two media sections of the offer share an a=mid")
     return offer, description
 
 
 def _check_answerable(description: SessionDescription, codec: str) -> None:
     """What the relay needs of a well-formed offer to send it `codec` video."""
     video = next(m for m in description.media if m.kind == "video")
-    if video.direction not in (None, "recvonly", "sendrecv"):
+    if any(m.direction is None for m in description.media):
+        # SDP's default would be sendrecv; aiortc cannot answer a section without it, and players name it.
+        raise SdpError("a media section of the offer has no direction (a=recvonly)")
+    if video.direction not in ("recvonly", "sendrecv"):
         raise SdpError(f"the offer's video is {video.direction}: a viewer must receive video")
     if not (video.ice.usernameFragment and video.ice.password):
         raise SdpError("the offer lacks ICE credentials (a=ice-ufrag / a=ice-pwd)")
@@ -203,6 +209,9 @@ async def answer_offer(offer_sdp: str, subscription: Subscription, *, ice: IceSe
         try:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+        except (ValueError, AssertionError, KeyError, IndexError, AttributeError, TypeError) as exc:
+            # What aiortc's parser let through and its answering trips over: still the offer's fault.
+            raise SdpError(f"offer refused: {first_line(exc)}") from None
         finally:
             _ice_context.reset(token)
         negotiated = [c for c in transceiver._codecs if c.mimeType.lower() != "video/rtx"]

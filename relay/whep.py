@@ -7,14 +7,16 @@ session, a DELETE on the session URL ends it.
     PATCH  /whep/{camera_id}/sessions/{id}   -> 405 (no trickle ICE: the answer carries all candidates)
     OPTIONS on both                          -> 204 with Allow / Accept-Post (CORS preflight when configured)
 
-Order of checks: authentication (401) → the view right (403, for every camera id, so roles that may not
-watch learn nothing about which cameras exist; both through policies.auth) → content type (415) → the
-offer's size (413) and syntax (400, relay.webrtc.check_offer) → the query (400) → the policy decision
-(403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are listed in
-the public register, so viewers learn nothing secret). The session is logged as started before any media
-can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and ends it, with its
-reason logged, when its decision expires or is revoked, or the peer goes away. This module is the
-protocol only: routes, status codes and headers."""
+Order of checks: a body over 64 KiB is refused unread (413, relay.limits) → authentication (401) → the
+view right (403, for every camera id, so roles that may not watch learn nothing about which cameras
+exist; both through policies.auth) → content type (415) → the offer's size (413) and syntax (400,
+relay.webrtc.check_offer) → the query (400; these refusals of form are logged as `request.refused`) →
+the session caps (429 with Retry-After, relay.quotas; logged as a denied view request) → the policy
+decision (403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are
+listed in the public register, so viewers learn nothing secret). The session is logged as started
+before any media can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and
+ends it, with its reason logged, when its decision expires or is revoked, or the peer goes away. This
+module is the protocol only: routes, status codes and headers."""
 
 
 from __future__ import annotations
@@ -22,21 +24,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from policies.auth import client_address, has_permission
+from policies.contract import Principal
+from policies.schemas import IDENT_MAX, NAME_MAX, problems
 from relay.cluster.leases import NotClaimed
 from relay.config import RelaySettings
+from relay.quotas import RETRY_AFTER_S, SessionLimit, Slot
+from relay.refusals import log_request_refusal, one_line
 from relay.services import SignedIn, Viewer, services
 from relay.sessions import ViewerSession
 from relay.turn import ice_servers_for
 from relay.webrtc import SdpError, SdpTooLarge, answer_offer, check_offer, ice_settings_from
 
 log = logging.getLogger("relay.whep")
-router = APIRouter(prefix="/whep", tags=["whep"])
+router = APIRouter(prefix="/whep", tags=["whep"], responses=problems(401, 403, 404))
+PROBLEMS = problems(400, 413, 415, 429)
 
 MODES = ("anonymized", "raw")
 
@@ -61,32 +68,49 @@ async def endpoint_options(camera_id: str) -> Response:
 
 
 @router.post("/{camera_id}", status_code=201, response_class=Response,
-             responses={201: {"content": {"application/sdp": {}}, "description": "SDP answer"}})
+             responses={201: {"content": {"application/sdp": {}}, "description": "SDP answer"},
+                        **PROBLEMS})
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
     svc = services(request)
-    policy = svc.context.service
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
-        raise WhepError(415, f"expected Content-Type application/sdp, got {content_type or 'none'}")
+        await _refuse(request, principal, 415,
+                      f"expected Content-Type application/sdp, got {content_type[:64] or 'none'}")
     try:
         offer = check_offer(await request.body())
     except SdpTooLarge as exc:
-        raise WhepError(413, str(exc)) from None
+        await _refuse(request, principal, 413, str(exc))
     except SdpError as exc:
-        raise WhepError(400, str(exc)) from None
-    if not purpose:
-        raise WhepError(400, "query parameter 'purpose' is required: state why you are watching")
-    if mode not in MODES:
-        raise WhepError(400, f"mode must be one of {', '.join(MODES)}")
+        await _refuse(request, principal, 400, str(exc))
+    if problem := _query_problem(purpose, mode, case_ref):
+        await _refuse(request, principal, 400, problem)
+    assert purpose is not None
     client = _viewer_client(request)
     # Relays share the cameras (relay.cluster): the camera's owner serves it, others answer 307 there (or 503
     # with Retry-After when no relay can take it). Asked before the policy, so a view is decided once.
     camera_path, query = f"/whep/{camera_id}", request.url.query
     if (elsewhere := await svc.cluster.place(camera_id, camera_path, query)) is not None:
         return elsewhere
+    try:
+        slot = svc.sessions.quota.take(principal.user_id, principal.username, camera_id)
+    except SessionLimit as exc:
+        await asyncio.to_thread(svc.context.audit.append, "view.request", actor=principal.username,
+                                roles=list(principal.roles), camera_id=camera_id, purpose=purpose, mode=mode,
+                                decision="deny", reason=str(exc), details={"client": client, "status": 429})
+        raise WhepError(429, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    try:
+        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot)
+    finally:
+        if not svc.sessions.holds(slot):
+            slot.release()  # refused or failed: the session never ran
 
+
+async def _start(request: Request, principal: Principal, camera_id: str, purpose: str, mode: str,
+                 case_ref: str | None, offer: str, client: str, slot: Slot) -> Response:
+    svc = services(request)
+    policy = svc.context.service
     decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
     if not decision.allowed:
@@ -99,7 +123,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     except KeyError:
         raise WhepError(404, f"camera {camera_id!r} is not available") from None
     except NotClaimed as exc:  # another relay won the camera's lease meanwhile, or this one is full
-        return await svc.cluster.refused(exc, camera_path, query)
+        return await svc.cluster.refused(exc, f"/whep/{camera_id}", request.url.query)
     except Exception as exc:
         log.warning("subscribe to %s failed: %s", camera_id, type(exc).__name__)
         raise WhepError(503, f"camera {camera_id!r} cannot be streamed right now") from None
@@ -116,7 +140,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     except SdpError as exc:
         subscription.close()
         await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
-        raise WhepError(400, f"SDP offer refused: {exc}") from None
+        await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
     except BaseException:
         subscription.close()
         await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
@@ -124,7 +148,7 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
 
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
-                                   subscription, etag))
+                                   subscription, etag, slot=slot))
     # The session lives on this replica: its Location carries this replica's prefix (the ingress's route).
     headers = {"Location": svc.cluster.prefix + _location(camera_id, session_id), "ETag": etag,
                "X-View-Mode": decision.mode, "X-View-Purpose": purpose}
@@ -134,6 +158,25 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     if links:
         headers["Link"] = links
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
+
+
+def _query_problem(purpose: str | None, mode: str, case_ref: str | None) -> str | None:
+    if not purpose:
+        return "query parameter 'purpose' is required: state why you are watching"
+    if len(purpose) > IDENT_MAX:
+        return f"query parameter 'purpose' is longer than {IDENT_MAX} characters"
+    if mode not in MODES:
+        return f"mode must be one of {', '.join(MODES)}"
+    if case_ref is not None and len(case_ref) > NAME_MAX:
+        return f"query parameter 'case_ref' is longer than {NAME_MAX} characters"
+    return None
+
+
+async def _refuse(request: Request, principal: Principal, status: int, reason: str) -> NoReturn:
+    """A refusal of the request's form (400/413/415): logged (reason only, never the offer), answered."""
+    reason = one_line(reason)
+    await log_request_refusal(request, status, reason, principal)
+    raise WhepError(status, reason)
 
 
 def ice_server_links(settings: RelaySettings, session_id: str = "viewer") -> str:
@@ -160,7 +203,7 @@ async def session_options(camera_id: str, session_id: str) -> Response:
     return Response(status_code=204, headers={"Allow": "GET, DELETE, OPTIONS"})
 
 
-@router.get("/{camera_id}/sessions/{session_id}")
+@router.get("/{camera_id}/sessions/{session_id}", responses=problems(410))
 async def view_status(camera_id: str, session_id: str, request: Request,
                       principal: SignedIn) -> dict[str, Any]:
     """Is this session still running? 200 with its terms, or 410 with why it ended (its viewer or an
@@ -196,7 +239,7 @@ async def end_view(camera_id: str, session_id: str, request: Request, principal:
     if session.principal.user_id != principal.user_id:
         if not await asyncio.to_thread(has_permission, svc.context, principal, "admin"):
             await asyncio.to_thread(svc.context.audit.append, "auth.forbidden", actor=principal.username,
-                                    roles=list(principal.roles), camera_id=camera_id,
+                                    roles=list(principal.roles), camera_id=camera_id, decision="deny",
                                     reason="only the session's viewer or an admin may end it",
                                     details={"path": request.url.path, "session_id": session_id})
             raise WhepError(403, "only the session's viewer or an admin may end it")

@@ -8,23 +8,41 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from policies.audit import AuditError, entry_dict
 from policies.auth import require
 from policies.contract import Principal
+from policies.schemas import IDENT_MAX, problems
 
-router = APIRouter(prefix="/api/audit", tags=["audit"])
+router = APIRouter(prefix="/api/audit", tags=["audit"], responses=problems(400, 401, 403))
 Auditor = Annotated[Principal, Depends(require("audit"))]
+Ident = Annotated[str | None, Query(max_length=IDENT_MAX)]
+MAX_OFFSET = 10**9
 
 
-def _filters(request: Request, actor: str | None = None, camera_id: str | None = None,
-             purpose: str | None = None, decision: Literal["allow", "deny"] | None = None,
-             kind: str | None = None, since: dt.datetime | None = None,
-             until: dt.datetime | None = None) -> dict[str, Any]:
+def _instant(name: str, t: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
+    """`t` with its offset (the relay's zone if it has none), refused (422) unless it has a UTC instant
+    the log can compare with: 0001-01-01 in Taipei, or 9999-12-31 west of Greenwich, has none."""
+    if t is None:
+        return None
+    t = t.replace(tzinfo=zone) if t.tzinfo is None else t
+    try:
+        t.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise RequestValidationError([{"loc": ("query", name), "type": "value_error",
+                                       "msg": "a time between years 1 and 9999 in UTC"}]) from None
+    return t
+
+
+def _filters(request: Request, actor: Annotated[str | None, Query(max_length=128)] = None,
+             camera_id: Ident = None, purpose: Ident = None,
+             decision: Literal["allow", "deny"] | None = None, kind: Ident = None,
+             since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
     """Query filters; a time without an offset is the relay's local time, as on the command line."""
     zone = ZoneInfo(request.app.state.policies.settings.timezone)
-    since, until = (t.replace(tzinfo=zone) if t and t.tzinfo is None else t for t in (since, until))
+    since, until = _instant("since", since, zone), _instant("until", until, zone)
     found = {"actor": actor, "camera_id": camera_id, "purpose": purpose, "decision": decision, "kind": kind,
              "since": since, "until": until}
     return {k: v for k, v in found.items() if v is not None}
@@ -42,7 +60,7 @@ def _log_access(request: Request, who: Principal, what: str, filters: dict[str, 
 @router.get("/entries")
 def entries(request: Request, who: Auditor, filters: Filters,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-            offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+            offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     log = request.app.state.policies.audit
     _log_access(request, who, "query", filters)
     rows = log.query(limit=limit, offset=offset, **filters)
