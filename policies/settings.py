@@ -23,6 +23,7 @@ class PolicySettings(BaseSettings):
     audit_anchor_file: str | None = None
     audit_anchor_every: int = Field(default=20, ge=1)
     audit_anchor_interval_s: float = Field(default=5.0, ge=0)
+    audit_refusal_window_s: float = Field(default=60.0, ge=0)  # repeated refusals: one entry per window
     retention_days: int = 365  # ordinance maximum for footage; applies to the log too
     raw_max_minutes: int = 30
     approval_window_minutes: int = 15  # an approval must be used within this window
