@@ -218,7 +218,7 @@ class Viewer:
     got_first: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def open_viewer(relay: RelayUnderTest, client: httpx.AsyncClient) -> Viewer:
+async def open_viewer(relay: RelayUnderTest, client: httpx.AsyncClient, camera: str = CAMERA) -> Viewer:
     """A recvonly aiortc peer joined over WHEP; counts frames as they arrive (decoded or not)."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
@@ -242,7 +242,7 @@ async def open_viewer(relay: RelayUnderTest, client: httpx.AsyncClient) -> Viewe
         viewer.task = asyncio.ensure_future(consume(track))
 
     viewer.t_offer = time.perf_counter()
-    r = await client.post(f"/whep/{CAMERA}", params={"purpose": "public_safety"},
+    r = await client.post(f"/whep/{camera}", params={"purpose": "public_safety"},
                           headers={"Content-Type": "application/sdp",
                                    "Authorization": f"Bearer {relay.token}"},
                           content=pc.localDescription.sdp)

@@ -343,18 +343,18 @@ def authorize(request: Request, permission: str | None = None) -> Principal:
     if permission is not None and permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
     ctx = request.app.state.policies
-    where = {"method": request.method, "path": request.url.path, "client": client_address(request)}
+    where = {"method": request.method, "path": request.url.path, "client": client_address(request),
+             "route": getattr(request.scope.get("route"), "path", None)}  # refusals are counted per route
     try:
         principal = ctx.auth.authenticate(bearer_token(request))
     except AuthError as exc:
-        ctx.audit.append("auth.refused", actor="anonymous", decision="deny", reason=str(exc),
-                         details={**where, "status": exc.status})
+        ctx.audit.refusals.record("auth.refused", actor="anonymous", reason=str(exc), **where,
+                                  status=exc.status)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
     if permission is not None and not has_permission(ctx, principal, permission):
-        ctx.audit.append("auth.forbidden", actor=principal.username, roles=principal.roles,
-                         decision="deny", reason=f"missing permission: {permission}",
-                         details={**where, "status": 403})
+        ctx.audit.refusals.record("auth.forbidden", actor=principal.username, roles=principal.roles,
+                                  reason=f"missing permission: {permission}", **where, status=403)
         raise HTTPException(403, detail=f"your roles do not grant '{permission}'")
     return principal
 

@@ -38,7 +38,10 @@ def build_context(
     if create_tables:
         db.create_all()
     key = settings.audit_signing_key.encode() if settings.audit_signing_key else None
-    audit = AuditLog(db, signing_key=key, retention_days=settings.retention_days)
+    audit = AuditLog(db, signing_key=key, retention_days=settings.retention_days,
+                     anchor_file=settings.audit_anchor_file, anchor_every=settings.audit_anchor_every,
+                     anchor_interval_s=settings.audit_anchor_interval_s,
+                     refusal_window_s=settings.audit_refusal_window_s)
     return PolicyContext(
         settings=settings,
         db=db,

@@ -15,17 +15,44 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CAMERA_ENV_NAME = re.compile(r"^CAM(ERA)?_[A-Za-z0-9_]+$")
 
 
+# Query parameters whose values are secrets or name someone (matched as parts of the key, any case):
+# password, pass, pwd, token, key (apikey, access_key), secret, auth, signature, sig, user, username, cred...
+_SECRET_QUERY_KEYS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "user", "cred", "session")
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(s in key.lower() for s in _SECRET_QUERY_KEYS)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and screens."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = urllib.parse.quote(parts.username or "", safe="")
-    netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL for logs and screens: user name and password (`***@host`) and the values of secret-looking
+    query parameters (`password=***`) replaced, the fragment dropped. The relay's one redaction: its data
+    plane, which may not import policies, is handed this text (CameraRuntime.redacted_url) and shows
+    nothing else of a camera's URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = urllib.parse.urlencode([(k, "***" if _is_secret_key(k) else v) for k, v in pairs], safe="*")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a URL holds: user name, password and secret query values (what redact_url hides)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        found = [parts.username or "", parts.password or ""]
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return [url]
+    found += [v for k, v in pairs if _is_secret_key(k)]
+    return [urllib.parse.unquote(f) for f in found if f]
 
 
 def expand_env(

@@ -8,7 +8,6 @@ error locations (and our cross-reference checks) are looked up in that map."""
 from __future__ import annotations
 
 import functools
-import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from policies.auth import AuthError
 from policies.contract import PolicyError
-from policies.credentials import ENV_REF, expand_env, redact_url
+from policies.credentials import ENV_REF, expand_env, redact_url, url_secrets
 from policies.models import Camera, Purpose, Role, Rule, User
 from policies.role_grants import system_grants
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
@@ -242,10 +241,9 @@ def record_dict(section: str, obj: Any, secrets: bool = False) -> dict[str, Any]
         data["privacy_masks"] = [[list(p) for p in poly] for poly in obj.privacy_masks]
         if not secrets:
             url = data["source_url"] or ""
-            password = urllib.parse.urlsplit(url).password
-            if password and not _is_ref(password):
+            if any(not _is_ref(secret) for secret in url_secrets(url)):
                 data["source_url"] = redact_url(url)
-            for k in ("source_password",):
+            for k in ("source_username", "source_password"):
                 if data[k] and not _is_ref(data[k]):
                     data[k] = REDACTED
     return data
@@ -256,8 +254,9 @@ def _writable(section: str, item: BaseModel, only_set: bool) -> dict[str, Any]:
     data.pop(KEYS[section], None)
     if section == "cameras":
         # A redacted export re-imported must not overwrite the real secret with the placeholder.
-        if data.get("source_password") == REDACTED:
-            data.pop("source_password")
+        for k in ("source_username", "source_password"):
+            if data.get(k) == REDACTED:
+                data.pop(k)
         if REDACTED in (data.get("source_url") or ""):
             data.pop("source_url")
     return data

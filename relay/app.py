@@ -119,6 +119,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
             await sessions.close_all("relay shutting down")
             await manager.stop()
             await cluster.stop()
+            ctx.audit.refusals.flush()  # refusals still being counted are written before the relay stops
             if context is None:
                 ctx.db.dispose()
 

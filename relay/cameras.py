@@ -19,7 +19,7 @@ from relay.encoder import CODECS
 from relay.health import CameraHealth
 from relay.hub import Subscription
 from relay.pipeline import FrameAnonymizer, Pipeline
-from relay.sources import SourceOptions, redact_url
+from relay.sources import SourceOptions
 
 log = logging.getLogger("relay.cameras")
 
@@ -33,7 +33,8 @@ class UnknownCamera(KeyError):
 
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
-    """What the data plane needs of a camera. `source_url` may hold credentials: never log or show it."""
+    """What the data plane needs of a camera. `source_url` may hold credentials: never log or show it;
+    `redacted_url` is what is shown instead, redacted by the caller (the app: policies' CameraRuntime)."""
 
     id: str
     name: str
@@ -44,7 +45,7 @@ class CameraSpec:
 
     def __post_init__(self) -> None:
         if not self.redacted_url:  # never fall back to showing the real URL
-            object.__setattr__(self, "redacted_url", redact_url(self.source_url))
+            object.__setattr__(self, "redacted_url", "(source not shown)")
 
     @classmethod
     def of(cls, camera: Any) -> CameraSpec:
@@ -53,7 +54,7 @@ class CameraSpec:
             return camera
         url = camera.source_url
         return cls(id=camera.id, name=getattr(camera, "name", camera.id) or camera.id, source_url=url,
-                   redacted_url=getattr(camera, "redacted_url", "") or redact_url(url),
+                   redacted_url=getattr(camera, "redacted_url", ""),
                    privacy_masks=tuple(tuple((float(x), float(y)) for x, y in poly)
                                        for poly in getattr(camera, "privacy_masks", None) or ()),
                    keepalive=bool(getattr(camera, "keepalive", False)))

@@ -1,6 +1,6 @@
 """Per-camera health: what the dashboard and operators see about each camera's pipeline.
 
-Holds no secrets: the only source address here is the redacted one, and errors are scrubbed by sources.py."""
+Holds no secrets: the only source address here is the redacted one, and errors are rebuilt by sources.py."""
 
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ class Pipeline:
         self._worker = threading.Thread(target=self._work, name=f"mask-{self.camera_id}", daemon=True)
         self._worker.start()
         self._source = Source(self.camera.source_url, self._on_frame, label=self.camera_id,
-                              options=self._source_options)
+                              shown=self.camera.redacted_url, options=self._source_options)
         self._source.start()
 
     async def stop(self) -> None:

@@ -57,11 +57,11 @@ def _identify(ctx: Any, token: str) -> Principal | None:
 def _append(ctx: Any, principal: Principal | None, method: str, path: str, client: str, status: int,
             reason: str, extra: dict[str, Any] | None) -> None:
     try:
-        ctx.audit.append("request.refused", actor=principal.username if principal else "anonymous",
-                         roles=list(principal.roles) if principal else [], decision="deny",
-                         reason=one_line(reason, REASON_MAX),
-                         details={"method": method, "path": one_line(path, PATH_MAX), "client": client,
-                                  "status": status, **(extra or {})})
+        # Through the access log's refusal windows: a flood of the same refusal is one entry with a count.
+        ctx.audit.refusals.record("request.refused", actor=principal.username if principal else "anonymous",
+                                  roles=list(principal.roles) if principal else [],
+                                  reason=one_line(reason, REASON_MAX), client=client, method=method,
+                                  path=one_line(path, PATH_MAX), route=None, status=status, details=extra)
     except Exception as exc:  # the refusal stands; a log that cannot be written is the log's own alarm
         log.error("could not log a refused request (%s)", type(exc).__name__)
 

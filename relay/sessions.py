@@ -3,7 +3,8 @@
 A session is opened (and logged) by the policy service before any media flows; here it runs: its peer
 connection, its subscription to the camera's hub, and a watchdog that re-checks it every
 `session_check_s`. It ends — once, with its reason logged by the policy service — when its decision
-expires or is revoked, when it cannot be re-checked `MAX_CHECK_FAILURES` times in a row, when the peer
+expires or is revoked, when it cannot be re-checked `MAX_CHECK_FAILURES` times in a row (a raw one: at the
+first), when the peer
 never connects or goes away, when its camera's pipeline stops under it, or when the viewer or an admin
 ends it. Why recent sessions ended is kept for their viewers (the WHEP session resource answers 410)."""
 
@@ -27,6 +28,7 @@ log = logging.getLogger("relay.sessions")
 
 CONNECT_TIMEOUT_S = 30.0  # a peer that never completes ICE/DTLS is dropped
 MAX_CHECK_FAILURES = 3  # consecutive failed re-checks (database down) before the session is closed
+RAW_MAX_CHECK_FAILURES = 1  # unmasked video stops at the first re-check that cannot be made
 ENDED_KEPT = 1000  # why sessions ended, for this many recent ones
 
 
@@ -116,7 +118,7 @@ class SessionRegistry:
             except Exception as exc:  # fail closed: a session that cannot be re-checked does not run on
                 failures += 1
                 log.warning("session %s: re-check failed (%s)", session.id, type(exc).__name__)
-                if failures >= MAX_CHECK_FAILURES:
+                if failures >= (RAW_MAX_CHECK_FAILURES if session.mode == "raw" else MAX_CHECK_FAILURES):
                     await self.close(session.id, "authorization could not be re-checked")
                     return
                 continue
@@ -143,7 +145,11 @@ class SessionRegistry:
         finally:
             if session.slot is not None:
                 session.slot.release()
-            await asyncio.to_thread(self.policy.close_session, session_id, reason)
+            try:
+                await asyncio.to_thread(self.policy.close_session, session_id, reason)
+            except Exception as exc:  # the database is away: the media has stopped all the same
+                log.error("session %s: its end (%s) could not be recorded: %s", session_id, reason,
+                          type(exc).__name__)
         return True
 
     async def close_all(self, reason: str) -> None:

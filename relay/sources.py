@@ -5,8 +5,10 @@ Flaky cameras are the normal case: a source reconnects with capped exponential b
 "no frame for `stall_s`" as a dead connection, notices frozen streams (identical frames for `frozen_s`), and
 reports it all through `health()`. Nothing escapes the thread: a camera that is down shows as down.
 
-Camera URLs carry credentials. They are used to open the stream and nowhere else: logs, errors and health
-show `redact_url(url)`, and error texts from FFmpeg are rebuilt from their kind, never echoed with the URL.
+Camera URLs carry credentials. They are used to open the stream and nowhere else: logs and health show the
+text the caller hands in as `shown` (the service layer's redacted URL: policies.credentials.redact_url, the
+one redaction there is), and error texts from FFmpeg are rebuilt from their kind and the system's error
+text, never from the exception's message (which names the URL).
 RTSP over UDP is asked for with a `#transport=udp` fragment (the fragment is never sent to the camera)."""
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import av
 import av.error
@@ -32,54 +34,10 @@ from relay.health import RateMeter, SourceHealth, State
 log = logging.getLogger("relay.sources")
 
 SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
-_SECRET_QUERY_KEYS = ("pass", "pwd", "token", "key", "secret", "auth", "sig", "user", "cred")
 
 
 class SourceError(Exception):
     """A camera that cannot be opened or read; the message is one line, free of secrets."""
-
-
-def _is_secret_key(key: str) -> bool:
-    return any(s in key.lower() for s in _SECRET_QUERY_KEYS)
-
-
-def redact_url(url: str) -> str:
-    """The URL with user name, password and secret-looking query values replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _is_secret_key(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def _secrets_of(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [url]
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rpartition("@")[0]
-        found += [userinfo, *userinfo.split(":", 1)]
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if v and _is_secret_key(k):
-            found.append(v)
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
-
-
-def scrub(text: str, url: str) -> str:
-    """`text` with the URL and every secret in it replaced (belt and braces for messages from libraries)."""
-    safe = redact_url(url)
-    for secret in _secrets_of(url):
-        text = text.replace(secret, safe if secret == url else "***")
-    return " ".join(text.split())  # one line
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +102,10 @@ def plan_open(url: str) -> OpenPlan:
     return OpenPlan(target, fmt, options, False, paced=fmt == "hls")
 
 
-def describe_error(exc: BaseException, url: str) -> str:
+def describe_error(exc: BaseException) -> str:
     """One line for health and logs: what went wrong, without the URL or its secrets."""
     if isinstance(exc, SourceError):
-        return scrub(str(exc), url)
+        return " ".join(str(exc).split())  # our own messages: a host or file name at most
     if isinstance(exc, av.error.HTTPUnauthorizedError):
         return "unauthorized: the camera refused the credentials"
     if isinstance(exc, av.error.HTTPForbiddenError):
@@ -160,15 +118,15 @@ def describe_error(exc: BaseException, url: str) -> str:
         return "connection refused"
     if isinstance(exc, av.error.InvalidDataError):
         return "the camera sent data that is not a video stream"
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    lowered = reason.lower()
+    reason = getattr(exc, "strerror", None)  # FFmpeg's and the system's text, without the file name
+    lowered = f"{reason or ''} {exc}".lower()  # looked at, never shown
     if "name or service not known" in lowered or "resolve" in lowered or "nodename" in lowered:
         return "cannot resolve the camera's host name"
     if "refused" in lowered:
         return "connection refused"
     if "401" in lowered or "unauthorized" in lowered:
         return "unauthorized: the camera refused the credentials"
-    return scrub(f"{type(exc).__name__}: {reason}", url)
+    return " ".join(f"{type(exc).__name__}: {reason}".split()) if reason else type(exc).__name__
 
 
 class _Reconnect(Exception):
@@ -194,10 +152,11 @@ class Source:
     """One camera's ingest thread. `on_frame(frame, arrival_monotonic)` runs on that thread."""
 
     def __init__(self, url: str, on_frame: Callable[[av.VideoFrame, float], None], *, label: str = "camera",
-                 options: SourceOptions | None = None,
+                 shown: str = "", options: SourceOptions | None = None,
                  on_state: Callable[[State], None] | None = None) -> None:
+        """`shown`: what logs and health may show of the source (a redacted URL); never the URL itself."""
         self._url = url
-        self._redacted = redact_url(url)
+        self._redacted = shown or "(source not shown)"
         self._on_frame = on_frame
         self._on_state = on_state
         self.label = label
@@ -274,7 +233,7 @@ class Source:
             except Exception as exc:  # a camera failure must never leave this thread
                 if self._stop.is_set():
                     break
-                message = describe_error(exc, self._url)
+                message = describe_error(exc)
                 with self._lock:
                     self._failures += 1
                 self._set(state="down", connected=False, last_error=message)

@@ -7,7 +7,8 @@ session, approval, change and refusal. Holds no image data, no secrets and no to
 | `chain.py` | append (locking, head row), verify, the retention checkpoint's check |
 | `retention.py` | removing entries past retention_days behind a recorded checkpoint |
 | `query.py` | filtered queries, counts, monthly statistics |
-| `export.py` | CSV/JSON exports and the check of an exported copy |
+| `anchors.py` | signed anchors of the log's head (seq, hash) in an append-only table and a file |
+| `export.py`, `trailer.py` | CSV/JSON exports ending with a signed trailer; the check of a copy |
 | `log.py` | `AuditLog`, all of the above as one object |
 | `api.py`, `cli.py` | `/api/audit` and `cctv-relay audit ...` (imported by those who mount them) |
 
@@ -16,7 +17,7 @@ policy.change, camera.change, user.change, auth.login, auth.fail, auth.refused, 
 audit.access, audit.retention."""
 
 from policies.audit.entries import EXPORT_FIELDS, GENESIS, AuditError, VerifyResult, entry_dict, entry_hash
-from policies.audit.export import read_export, verify_export
+from policies.audit.export import read_copy, read_export, verify_export
 from policies.audit.log import AuditLog
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "VerifyResult",
     "entry_dict",
     "entry_hash",
+    "read_copy",
     "read_export",
     "verify_export",
 ]

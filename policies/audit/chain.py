@@ -2,7 +2,8 @@
 
 Appends are serialized across threads and processes: a transaction-level advisory lock on PostgreSQL,
 `BEGIN IMMEDIATE` on SQLite; the entry and the head row (last seq + hash) move in the same transaction,
-so a writer killed mid-append leaves either the whole entry or nothing."""
+so a writer killed mid-append leaves either the whole entry or nothing. Every so often an append also
+writes an anchor (anchors.py) that verification holds the log's end against."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import hashlib
 import hmac
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, event, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from policies.audit.anchors import Anchors, missing_tail
 from policies.audit.entries import (
     GENESIS,
     MAX_PROBLEMS,
@@ -30,14 +33,18 @@ from policies.models import AuditCheckpoint, AuditEntry, AuditHead
 
 # Arbitrary constant naming "the access log" among PostgreSQL advisory locks.
 _PG_LOCK_KEY = 0x43435456_4C4F47  # "CCTVLOG"
+_PENDING = "audit_anchors_pending"  # anchors a transaction wrote, for the file once it commits
 
 
 class Chain:
     page_size = 1000  # entries read per query by verify and export
 
-    def __init__(self, db: Database, signing_key: bytes | str | None = None) -> None:
+    def __init__(self, db: Database, signing_key: bytes | str | None = None, *,
+                 anchor_file: str | Path | None = None, anchor_every: int = 20,
+                 anchor_interval_s: float = 5.0) -> None:
         self.db = db
         self._key = key_bytes(signing_key)
+        self.anchors = Anchors(self._key, anchor_file, anchor_every, anchor_interval_s)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -53,9 +60,11 @@ class Chain:
             try:
                 yield conn
             except BaseException:
+                conn.info.pop(_PENDING, None)
                 conn.rollback()
                 raise
             conn.commit()
+            self.anchors.to_file(conn.info.pop(_PENDING, ()))
 
     def _sign(self, digest: str) -> str | None:
         return signature_of(self._key, digest)
@@ -79,6 +88,8 @@ class Chain:
         row = {**fields, "prev_hash": head_hash, "hash": digest, "signature": self._sign(digest)}
         conn.execute(insert(AuditEntry).values(**row))
         conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=row["seq"], hash=digest))
+        if self.anchors.due(row["seq"], row["ts"]):
+            conn.info.setdefault(_PENDING, []).append(self.anchors.write(conn, row["seq"], digest))
         return AuditEntry(**row)
 
     def append(self, kind: str, *, actor: str, roles: Sequence[str] = (), camera_id: str | None = None,
@@ -104,7 +115,11 @@ class Chain:
             conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
         else:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        return self._append(conn, fields)
+        entry = self._append(conn, fields)
+        pending = conn.info.pop(_PENDING, None)
+        if pending:  # the anchor reaches the file only if the caller's transaction commits
+            event.listen(session, "after_commit", lambda _s: self.anchors.to_file(pending), once=True)
+        return entry
 
     # -- verification --------------------------------------------------------------------------------
 
@@ -123,6 +138,9 @@ class Chain:
             if checkpoint is not None:
                 start_seq, prev_hash = checkpoint.seq + 1, checkpoint.hash
                 problems += self._check_checkpoint(conn, checkpoint)
+            anchors, anchor_problems = self.anchors.load(conn)
+            problems += anchor_problems
+            vouched = {a.seq: a for a in anchors if a.seq >= start_seq}
             expected, checked, prev_bad, first, last = start_seq, 0, False, None, None
             last_row_hash = prev_hash
 
@@ -168,6 +186,9 @@ class Chain:
                     elif not hmac.compare_digest(sig, self._sign(row["hash"]) or ""):
                         bad = True
                         problems.append(f"seq {seq}: edited (signature does not match)")
+                anchor = vouched.get(seq)
+                if anchor is not None and anchor.hash != row["hash"]:
+                    problems.append(f"seq {seq}: does not match {anchor.describe()}")
                 prev_bad = bad
                 last_row_hash = row["hash"]
                 expected = seq + 1
@@ -178,6 +199,11 @@ class Chain:
                 problems.append(f"seq {head.seq + 1}-{expected - 1}: not recorded by the head (inserted)")
             elif head is not None and head.seq == expected - 1 and checked and head.hash != last_row_hash:
                 problems.append(f"seq {head.seq}: edited (does not match the head record)")
+            if head is None and anchors:
+                problems.append("the head record is missing")
+            newest = max(anchors, key=lambda a: a.seq, default=None)
+            if newest is not None and newest.seq > expected - 1:
+                problems.append(missing_tail(newest, expected - 1, last_row_hash))
             conn.rollback()
         if len(problems) > MAX_PROBLEMS:
             problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more problems"]

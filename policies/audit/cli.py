@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from policies.audit import AuditError, AuditLog, entry_dict, read_export, verify_export
+from policies.audit import AuditError, AuditLog, entry_dict, read_copy, verify_export
 from policies.db import Database, first_line
 from policies.settings import PolicySettings
 
@@ -75,7 +75,10 @@ def _open(args: argparse.Namespace) -> tuple[AuditLog, PolicySettings]:
     db = Database(url)
     db.create_all()  # adds tables a newer version introduced; never alters existing ones
     days = getattr(args, "days", None) or settings.retention_days
-    return AuditLog(db, signing_key=settings.audit_signing_key, retention_days=days), settings
+    log = AuditLog(db, signing_key=settings.audit_signing_key, retention_days=days,
+                   anchor_file=settings.audit_anchor_file, anchor_every=settings.audit_anchor_every,
+                   anchor_interval_s=settings.audit_anchor_interval_s)
+    return log, settings
 
 
 def _when(value: str | None, tz: str) -> dt.datetime | None:
@@ -115,7 +118,8 @@ def _verify(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise _UsageError(f"cannot read {args.file}: {exc.strerror}") from None
             fmt = "csv" if args.file.suffix.lower() == ".csv" else "json"
-            result = verify_export(read_export(text, fmt), PolicySettings().audit_signing_key)
+            entries, trailer = read_copy(text, fmt)
+            result = verify_export(entries, PolicySettings().audit_signing_key, trailer)
         else:
             log, _ = _open(args)
             result = log.verify()

@@ -95,7 +95,7 @@ def test_camera_crud_never_shows_secrets(
     assert (create.reason, update.reason) == ("create camera cam-101", "update camera cam-101")
     assert update.details["before"]["name"] == "Taipei 101 plaza"
     assert update.details["after"]["name"] == "Taipei 101 east plaza"
-    assert update.details["before"]["source_url"] == "rtsp://admin:***@10.9.0.4:554/main"
+    assert update.details["before"]["source_url"] == "rtsp://***@10.9.0.4:554/main"
     assert "tiger" not in repr(create.details) + repr(update.details)
 
     assert client.delete("/api/cameras/cam-101", headers=admin).status_code == 204

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from policies.audit import AuditError, AuditLog, entry_hash
+from policies.audit import AuditError, AuditLog, entry_hash, read_copy
 from policies.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,14 +281,18 @@ def test_export_csv_and_json(db: Database) -> None:
     log.page_size = 40  # several pages
     fill(log, 210)  # and more than one CSV chunk
     rows = list(csv.DictReader(io.StringIO("".join(log.export("csv")))))
-    assert len(rows) == 210
+    assert len(rows) == 211  # and the trailer
     assert rows[0]["seq"] == "1" and rows[0]["roles"] == "operator" and rows[0]["decision"] == "deny"
     assert json.loads(rows[7]["details"]) == {"i": 7, "name": "大安區", "ratio": 1.0}
     assert rows[1]["prev_hash"] == rows[0]["hash"] and len(rows[0]["signature"]) == 64
+    trailer = json.loads(rows[-1]["details"])
+    assert rows[-1]["seq"] == "trailer" and (trailer["count"], trailer["last_seq"]) == (210, 210)
     doc = json.loads("".join(log.export("json", actor="user2")))
-    assert [d["seq"] for d in doc][:3] == [3, 6, 9] and len(doc) == 70
+    assert [d.get("seq") for d in doc][:3] == [3, 6, 9] and len(doc) == 71
     assert doc[0]["ts"].endswith("Z") and doc[0]["details"]["name"] == "大安區"
-    assert json.loads("".join(log.export("json", actor="nobody"))) == []
+    assert doc[-1]["trailer"]["filters"] == {"actor": "user2"} and doc[-1]["trailer"]["count"] == 70
+    entries, trailer = read_copy("".join(log.export("json", actor="nobody")), "json")
+    assert entries == [] and trailer is not None and trailer["count"] == 0
     with pytest.raises(AuditError, match="csv or json"):
         log.export("xml")
 

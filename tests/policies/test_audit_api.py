@@ -107,14 +107,16 @@ def test_export_csv_and_json(client: TestClient, auditor: dict[str, str]) -> Non
     assert resp.headers["content-type"].startswith("text/csv")
     disposition = resp.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="access-log-') and disposition.endswith('.csv"')
-    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    *rows, trailer = csv.DictReader(io.StringIO(resp.text))
+    assert trailer["seq"] == "trailer" and json.loads(trailer["details"])["count"] == 6
     assert len(rows) == 6 and {r["kind"] for r in rows} == {"view.start"}
     assert [json.loads(r["details"])["session_id"] for r in rows] == [f"s{i}" for i in range(6)]
     assert all(len(r["hash"]) == 64 for r in rows)
 
     resp = client.get("/api/audit/export", params={"format": "json", "actor": "bob"}, headers=auditor)
     assert resp.headers["content-disposition"].endswith('.json"')
-    (only,) = resp.json()
+    only, end = resp.json()
+    assert end["trailer"]["filters"] == {"actor": "bob"}
     assert only["purpose"] == "criminal_investigation" and only["decision"] == "deny"
     assert client.get("/api/audit/export", params={"format": "xml"}, headers=auditor).status_code == 422
 

@@ -63,11 +63,11 @@ def test_query_and_export(log: AuditLog, tmp_path: Path, capsys: pytest.CaptureF
     target = tmp_path / "log.csv"
     assert main(["audit", "export", "--format", "csv", "--kind", "view", "-o", str(target)]) == 0
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
-    assert [r["seq"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert [r["seq"] for r in rows] == ["1", "2", "3", "4", "5", "trailer"]
     assert json.loads(rows[2]["details"]) == {"session_id": "s2"}
     old = ["--since", "2000-01-01", "--until", "2000-02-01"]
     assert main(["audit", "export", "--format", "json", *old]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert [set(d) for d in json.loads(capsys.readouterr().out)] == [{"trailer"}]
 
 
 def test_retention_command(log: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:

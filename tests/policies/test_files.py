@@ -176,12 +176,12 @@ def test_import_export_round_trip_and_history(
             {"days": [0, 1, 2, 3, 4], "start": "07:00", "end": "23:00"}
         ]
     assert len(log) == 5
-    assert log[-1].details["before"]["source_url"] == "rtsp://admin:***@10.0.0.5/stream1"
-    assert log[-1].details["after"]["source_url"] == "rtsp://admin:***@10.0.0.5/stream1"
+    assert log[-1].details["before"]["source_url"] == "rtsp://***@10.0.0.5/stream1"
+    assert log[-1].details["after"]["source_url"] == "rtsp://***@10.0.0.5/stream1"
     assert all("hunter" not in repr(e.details) for e in log)
 
     redacted = files.export(context.db)
-    assert "hunter" not in redacted and "rtsp://admin:***@10.0.0.5/stream1" in redacted
+    assert "hunter" not in redacted and "rtsp://***@10.0.0.5/stream1" in redacted
     assert "${CAM_CIVIC_PASSWORD}" in redacted  # a reference names a secret without holding it
     full = files.export(context.db, secrets=True)
     assert "hunter3" in full

@@ -22,7 +22,7 @@ def catalog(*cameras: CameraRuntime) -> dict[str, CameraRuntime]:
 
 
 def runtime(camera_id: str, url: str, **kw: object) -> CameraRuntime:
-    from relay.sources import redact_url
+    from policies.credentials import redact_url
 
     return CameraRuntime(id=camera_id, name=camera_id.title(), source_url=url, redacted_url=redact_url(url),
                          **kw)  # type: ignore[arg-type]
