@@ -7,10 +7,10 @@ depends on the threads: the engine sees every frame in order, on one thread, exa
 give them, and the sink gets its results in that order; the same input gives the same output at any speed.
 
 Errors: the first failure of any stage stops all three and is raised on the calling thread once every stage
-has stopped (so the caller may then close or remove what the stages were using). Failures come out in the
-order a plain loop would meet them: a source error only once the items before it went through the step, a
-sink error before a step error of a later item. A KeyboardInterrupt (delivered to the calling thread) wins
-over everything else.
+has stopped (so the caller may then close or remove what the stages were using). Failures come out as a
+plain loop would meet them: the items before a source or step failure still go through the step and the
+sink, so a sink failure on an earlier item is the one raised. A KeyboardInterrupt (delivered to the calling
+thread) stops all three at once and wins over everything else.
 """
 
 from __future__ import annotations
@@ -107,17 +107,23 @@ def run_pipeline(source: Iterable[T], step: Callable[[T], U], sink: Callable[[U]
     count = 0
     error: BaseException | None = None
     try:
-        while (item := inbox.get()) is not _END:
-            if isinstance(item, _SourceError):
-                raise item.exc
-            outbox.put(step(item))
-            count += 1
+        try:
+            while (item := inbox.get()) is not _END:
+                if isinstance(item, _SourceError):
+                    raise item.exc
+                outbox.put(step(item))
+                count += 1
+        except (_Stopped, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # re-raised once the other stages have stopped
+            error = exc
+        # The sink takes what came before (a failure): a plain loop would have, and could have failed on it.
         outbox.put(_END)
         while threads[1].is_alive():  # until the sink has taken everything (or failed)
             threads[1].join(_POLL_S)
     except _Stopped:
         pass
-    except BaseException as exc:  # re-raised once the other stages have stopped
+    except BaseException as exc:  # a KeyboardInterrupt: stop at once
         error = exc
     finally:
         stop.set()
@@ -126,7 +132,7 @@ def run_pipeline(source: Iterable[T], step: Callable[[T], U], sink: Callable[[U]
     if isinstance(error, KeyboardInterrupt):
         raise error
     if sink_error:
-        raise sink_error[0]  # the sink only ever has items from before the step's failure
+        raise sink_error[0]  # the sink only ever gets items from before the step's failure
     if error is not None:
         raise error
     return count

@@ -28,6 +28,17 @@ H264_QUALITY = {"crf": "18", "preset": "medium"}
 H264_FAST = {"crf": "20", "preset": "veryfast"}
 
 
+def encoder_threads() -> int:
+    """x264 threads for a file: the engine keeps one core busy, the encoder gets the others (at least one).
+    With frame threads x264 (as built into PyAV's wheels) does not always write the same bytes for the same
+    frames: the pictures agree within coding noise only."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores - 1, 8))
+
+
 class MediaError(Exception):
     """A file that cannot be read or written; the message is one line meant for users."""
 
@@ -164,7 +175,9 @@ class VideoWriter:
             self._container = av.open(str(self._tmp), mode="w", format="mp4")
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot write {path}: {_av_reason(exc)}") from None
-        self.stream = self._container.add_stream("libx264", rate=rate, options=dict(options or H264_QUALITY))
+        options = dict(options or H264_QUALITY)
+        options.setdefault("threads", str(encoder_threads()))
+        self.stream = self._container.add_stream("libx264", rate=rate, options=options)
         self.stream.width = self.width
         self.stream.height = self.height
         self.stream.pix_fmt = "yuv420p"
