@@ -4,7 +4,9 @@ Images become lossless PNG, videos H.264 MP4 (audio dropped), each with its inpu
 folder. Files named as images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp, ...) are read as images,
 anything else as video (animated GIFs included). A bad input is reported on one line and the others are
 still processed; the exit status is 1 if any input failed. The default profile is `quality`: files have no
-real-time deadline, so every frame gets full detection.
+real-time deadline, so every frame gets full detection. `realtime` treats a file as its camera would be
+treated: a detection round every round(fps / detect_hz) frames, tracking in between, and a faster encoder.
+Videos go through decode, engine and encode on three threads (`blur.filepipe`), so more than one core works.
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from blur.media import MediaError, VideoReader, VideoWriter, is_image_path, read_image, write_png
+from blur.filepipe import run_pipeline
+from blur.media import (
+    H264_FAST,
+    H264_QUALITY,
+    MediaError,
+    VideoReader,
+    VideoWriter,
+    is_image_path,
+    read_image,
+    write_png,
+)
 
 PROG = "cctv-relay"
 PROFILE_CHOICES = ("realtime", "quality")
 MODE_CHOICES = ("blur", "pixelate", "solid")
+# Profiles whose files run on their live detection schedule (counted in frames), with the faster encoder.
+LIVE_SCHEDULE = frozenset({"realtime"})
 
 
 @dataclass
@@ -70,6 +84,23 @@ def _output_path(src: Path, out_dir: Path) -> Path:
     return out_dir / (src.stem + (".png" if is_image_path(src) else ".mp4"))
 
 
+def engine_config(profile: str, fps: float | None = None) -> Any:
+    """The engine's settings for a file of `fps` frames a second (None: a still image). A profile in
+    `LIVE_SCHEDULE` detects on its live schedule, a round every round(fps / detect_hz) frames with tracking in
+    between, as a camera at that rate gets it, but counted in frames: the output does not depend on how fast
+    the machine is. Other profiles keep their own `detect_every` (`quality`: every frame)."""
+    from blur.profiles import get_profile
+
+    config = get_profile(profile)
+    if profile in LIVE_SCHEDULE and fps:
+        config = config.with_(detect_every=max(1, round(fps / config.detect_hz)))
+    return config
+
+
+def encoder_options(profile: str) -> dict[str, str]:
+    return dict(H264_FAST if profile in LIVE_SCHEDULE else H264_QUALITY)
+
+
 def _anonymize_image(src: Path, dst: Path, anonymizer_factory: Any) -> FileSummary:
     img = read_image(src)
     anonymizer = anonymizer_factory(live=False)
@@ -83,20 +114,25 @@ def _anonymize_image(src: Path, dst: Path, anonymizer_factory: Any) -> FileSumma
     return summary
 
 
-def _anonymize_video(src: Path, dst: Path, anonymizer_factory: Any) -> FileSummary:
+def _anonymize_video(src: Path, dst: Path, anonymizer_factory: Any,
+                     encoder: dict[str, str] | None = None) -> FileSummary:
     summary = FileSummary()
     with VideoReader(src) as reader:
         # One anonymizer per file: tracks must not carry over from one video into the next. Built before the
         # writer: an engine that cannot be built (DetectorUnavailable) leaves no partial output behind.
-        anonymizer = anonymizer_factory(live=False)
+        anonymizer = anonymizer_factory(live=False, fps=float(reader.rate))
         try:
-            writer = VideoWriter(dst, reader.width, reader.height, reader.rate, reader.time_base)
+            writer = VideoWriter(dst, reader.width, reader.height, reader.rate, reader.time_base, encoder)
             try:
-                for frame in reader.frames():
+                def step(frame: Any) -> tuple[Any, int | None]:
                     pts = frame.pts
                     out, report = anonymizer.process(frame)
-                    writer.write(out, pts)
                     summary.add(report)
+                    return out, pts
+
+                # Decoding and encoding on their own threads, the engine on this one; an error in any of them
+                # comes out here once all three have stopped, so the partial file can be removed.
+                run_pipeline(reader.frames(), step, lambda item: writer.write(*item))
                 writer.commit()
             except BaseException:
                 writer.abort()
@@ -136,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: anonymizer unavailable: {exc}", file=sys.stderr)
         return 2
 
-    def factory(live: bool) -> Any:
-        return Anonymizer(profile=args.profile, mode=args.mode, live=live)
+    def factory(live: bool, fps: float | None = None) -> Any:
+        return Anonymizer(engine_config(args.profile, fps), mode=args.mode, live=live)
 
     failed = 0
     claimed: dict[Path, Path] = {}
@@ -155,7 +191,10 @@ def run(args: argparse.Namespace) -> int:
         claimed[key] = src
         video = not is_image_path(src)
         try:
-            summary = (_anonymize_video if video else _anonymize_image)(src, dst, factory)
+            if video:
+                summary = _anonymize_video(src, dst, factory, encoder_options(args.profile))
+            else:
+                summary = _anonymize_image(src, dst, factory)
         except MediaError as exc:
             _error(src, str(exc))
             failed += 1
