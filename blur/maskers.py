@@ -7,6 +7,7 @@ code masks BGR images and the Y, U, V planes of a YUV 4:2:0 frame (boxes halved 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -55,7 +56,9 @@ def _replacement(region: np.ndarray, mode: str, fill: float | tuple[float, ...])
     raise ValueError(f"unknown mask mode {mode!r}: choose one of {', '.join(MODES)}")
 
 
+@lru_cache(maxsize=2048)
 def ellipse_mask(w: int, h: int) -> np.ndarray:
+    """The ellipse inscribed in a w x h box (cached: crowds repeat box sizes; callers only read it)."""
     m = np.zeros((h, w), dtype=np.uint8)
     cv2.ellipse(m, (w // 2, h // 2), (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), 0, 0, 360, 1, -1)
     return m.astype(bool)
