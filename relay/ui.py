@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from policies.context import PolicyContext
 from policies.models import Purpose, Role
+from policies.schemas import problems
 from relay.config import RelaySettings
 from relay.services import SignedIn, services
 
@@ -68,7 +69,7 @@ def _catalog(ctx: PolicyContext) -> dict[str, Any]:
     return {"purposes": purposes, "roles": roles}
 
 
-@router.get("/api/live/catalog", tags=["dashboard"])
+@router.get("/api/live/catalog", tags=["dashboard"], responses=problems(401, 403))
 async def catalog(request: Request, _: SignedIn) -> dict[str, Any]:
     """Display names of purposes and roles by language, for any signed-in user."""
     return await asyncio.to_thread(_catalog, services(request).context)

@@ -141,6 +141,7 @@ class Relay:
         """The seq of the access log's last entry now. The relay is shared by every service test, so a test
         asserts on the entries after its mark (`audit(after=mark)`), not on what earlier tests wrote."""
         log = self.ctx.audit
+        log.refusals.flush()  # counts of earlier refusals land before the mark, not after it
         while True:
             count = log.count()
             if count == 0:
@@ -151,6 +152,7 @@ class Relay:
 
     def audit(self, *, after: int | None = None, **filters: Any) -> list[Any]:
         """Access-log entries matching `filters`, oldest first; with `after`, only those past that seq."""
+        self.ctx.audit.refusals.flush()  # repeated refusals still being counted are written first
         entries = self.ctx.audit.query(limit=10_000, **filters)
         return entries if after is None else [e for e in entries if e.seq > after]
 

@@ -46,10 +46,12 @@ class Local:
         return {"Authorization": f"Bearer {self.token(username)}", **more}
 
     def mark(self) -> int:
+        self.ctx.audit.refusals.flush()  # counts of earlier refusals land before the mark, not after it
         rows = self.ctx.audit.query(limit=1, offset=max(self.ctx.audit.count() - 1, 0))
         return int(rows[0].seq) if rows else 0
 
     def audit(self, *, after: int, **filters: Any) -> list[Any]:
+        self.ctx.audit.refusals.flush()  # repeated refusals still being counted are written first
         return [e for e in self.ctx.audit.query(limit=10_000, **filters) if e.seq > after]
 
     def whep(self, username: str, offer: str, *, camera: str = CAMERA, purpose: str = "public_safety",
