@@ -241,6 +241,8 @@ def create_user(body: UserIn, request: Request, who: Admin) -> Any:
         return save_user(_ctx(request), who, body, create=True)
     except (files.PolicyFileError, PolicyError) as exc:
         raise _fail(exc) from None
+    except IntegrityError:  # a unique column other than the name: the single sign-on subject
+        raise HTTPException(409, detail="another user has that single sign-on subject") from None
 
 
 @router.patch(
@@ -248,7 +250,7 @@ def create_user(body: UserIn, request: Request, who: Admin) -> Any:
     response_model=UserOut,
     tags=["users"],
     summary="Change a user's display name, roles, password or active flag",
-    responses=problems(400, 404),
+    responses=problems(400, 404, 409),
 )
 def patch_user(username: str, body: UserPatch, request: Request, who: Admin, response: Response) -> Any:
     fields = body.model_dump(exclude_unset=True)
@@ -257,6 +259,8 @@ def patch_user(username: str, body: UserPatch, request: Request, who: Admin, res
         out = save_user(_ctx(request), who, item, create=False)
     except (files.PolicyFileError, PolicyError) as exc:
         raise _fail(exc) from None
+    except IntegrityError:
+        raise HTTPException(409, detail="another user has that single sign-on subject") from None
     if out.pending_roles:
         response.status_code = 202  # the rest applied; those roles wait for a second admin
     return out

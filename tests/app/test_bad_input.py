@@ -52,6 +52,18 @@ def test_patch_user_with_null_is_422(local: Local, field: str) -> None:
     assert user["roles"] == ["dashboard_viewer"] and user["active"] is True
 
 
+def test_a_second_user_with_the_same_sso_subject_is_409(local: Local) -> None:
+    # Found by the OpenAPI fuzzer: the unique single sign-on subject surfaced as a database error (500).
+    admin = local.headers("admin")
+    first = local.client.post("/api/users", json={"username": "sso-a", "oidc_subject": "s-1"}, headers=admin)
+    assert first.status_code == 201, first.text
+    again = local.client.post("/api/users", json={"username": "sso-b", "oidc_subject": "s-1"}, headers=admin)
+    assert again.status_code == 409 and "single sign-on subject" in again.json()["detail"], again.text
+    patch = local.client.patch("/api/users/viewer", json={"oidc_subject": "s-1"}, headers=admin)
+    assert patch.status_code in (409, 422), patch.text  # 422 where the patch does not take the subject
+    assert local.client.get("/api/users/sso-b", headers=admin).status_code == 404
+
+
 @pytest.mark.parametrize(("method", "path", "body", "who"), [
     ("POST", "/api/purposes", '{"id": "p-s", "label": "\\ud800"}', "admin"),
     ("POST", "/api/users", '{"username": "u-s", "display_name": "x\\udc00y"}', "admin"),
