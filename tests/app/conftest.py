@@ -180,9 +180,23 @@ class _Server(uvicorn.Server):
         pass
 
 
+@dataclass
+class Served:
+    """An app served by uvicorn in a thread: its event loop, and `stop()` (returns once it has shut down)."""
+
+    loop: asyncio.AbstractEventLoop
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
 @contextmanager
-def served(app: Any, sock: socket.socket) -> Iterator[asyncio.AbstractEventLoop]:
-    """Serve `app` under uvicorn on `sock` (already bound) in a thread; yields the server's event loop."""
+def served(app: Any, sock: socket.socket) -> Iterator[Served]:
+    """Serve `app` under uvicorn on `sock` (already bound) in a thread, until the block ends."""
     port = int(sock.getsockname()[1])
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     loops: list[asyncio.AbstractEventLoop] = []
@@ -199,11 +213,11 @@ def served(app: Any, sock: socket.socket) -> Iterator[asyncio.AbstractEventLoop]
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
         time.sleep(0.05)
+    running = Served(loops[0], server, thread)
     try:
-        yield loops[0]
+        yield running
     finally:
-        server.should_exit = True
-        thread.join(20)
+        running.stop()
         sock.close()
 
 
@@ -224,8 +238,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory, rtsp_url: str) -> Iterator[R
     ctx.service.clock = clock
     seed(ctx, tmp, rtsp_url)
     app = create_app(settings, context=ctx)
-    with served(app, sock) as loop:
-        yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loop)
+    with served(app, sock) as running:
+        yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, running.loop)
     ctx.db.dispose()
 
 

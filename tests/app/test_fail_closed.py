@@ -9,7 +9,6 @@ import logging
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from policies.context import build_context
 from relay import sessions as relay_sessions
 from relay.config import load_settings
-from tests.app.conftest import CAMERA, METRICS_TOKEN, Relay, ShiftableClock, _Server, bound_socket, seed
+from tests.app.conftest import (
+    CAMERA,
+    METRICS_TOKEN,
+    Relay,
+    Served,
+    ShiftableClock,
+    bound_socket,
+    seed,
+    served,
+)
 from tests.app.whep_client import offer_sdp, open_viewer
 from tests.policies.conftest import PG_BIN, _as_postgres
 
@@ -31,7 +38,8 @@ PURPOSE = "criminal_investigation"
 
 
 @contextmanager
-def private_relay(tmp: Path, rtsp_url: str, database_url: str | None = None) -> Iterator[tuple[Relay, Any]]:
+def private_relay(tmp: Path, rtsp_url: str,
+                  database_url: str | None = None) -> Iterator[tuple[Relay, Served]]:
     """A relay app of the test's own (as the shared fixture builds it), with its uvicorn server."""
     from relay.app import create_app
 
@@ -46,27 +54,10 @@ def private_relay(tmp: Path, rtsp_url: str, database_url: str | None = None) -> 
     ctx.service.clock = clock
     seed(ctx, tmp, rtsp_url)
     app = create_app(settings, context=ctx)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        loops.append(loop)
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve(sockets=[sock]))
-
-    thread = threading.Thread(target=serve, name="private-relay", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
-        time.sleep(0.05)
     try:
-        yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, loops[0]), (server, thread)
+        with served(app, sock) as running:
+            yield Relay(f"http://127.0.0.1:{port}", app, ctx, settings, clock, running.loop), running
     finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
         ctx.db.dispose()
 
 
@@ -149,15 +140,13 @@ async def test_a_peer_that_never_connects_is_ended(tmp_path: Path, rtsp_url: str
 
 
 async def test_shutdown_ends_open_sessions_in_the_log(tmp_path: Path, rtsp_url: str) -> None:
-    with private_relay(tmp_path, rtsp_url) as (relay, (server, thread)):
+    with private_relay(tmp_path, rtsp_url) as (relay, running):
         viewers = [await open_viewer(relay.base_url, CAMERA, token=relay.token(user))
                    for user in ("viewer", "operator")]
         assert all(v.status == 201 for v in viewers)
         for v in viewers:
             assert len(await v.frames(2)) == 2
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 20)
-        assert not thread.is_alive()
+        assert await asyncio.to_thread(running.stop)
         ends = {e.details.get("session_id"): e.reason for e in relay.audit(kind="view.end")}
         assert {ends.get(v.session_id) for v in viewers} == {"relay shutting down"}
         for v in viewers:
