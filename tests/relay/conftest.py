@@ -8,7 +8,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from relay.cameras import CameraManager, CameraSpec
 from relay.sample_camera import RtspServer as SampleRtspServer
 from relay.samples import Walker, face_patch, street_background
 
@@ -233,3 +234,13 @@ def _thumb(grey: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.resize(grey, (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+@pytest.fixture
+async def manager(rtsp: RtspServer) -> AsyncIterator[CameraManager]:
+    """A camera manager with one camera, "street", the test RTSP camera."""
+    spec = CameraSpec(id="street", name="Street", source_url=rtsp.url, redacted_url=rtsp.url)
+    cameras = CameraManager(lambda cid: spec if cid == "street" else None, linger_s=0.5)
+    await cameras.start()
+    yield cameras
+    await cameras.stop()

@@ -5,17 +5,17 @@ own aiortc peer relaying through a real coturn: offered only relayed candidates,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from relay.cameras import CameraManager, CameraSpec
+from relay.cameras import CameraManager
 from relay.config import RelaySettings, load_settings
 from relay.turn import TurnServer, ice_servers_for, turn_credential
 from relay.webrtc import IceSettings, ice_settings_from
 from relay.whep import ice_server_links
-from tests.relay.conftest import HEIGHT, WIDTH, RtspServer, Viewer
+from tests.relay.conftest import HEIGHT, WIDTH, Viewer
 from tests.support.coturn import Coturn
 
 SECRET = "city-turn-secret"
@@ -74,15 +74,6 @@ def test_each_session_gets_its_own_short_lived_credential_in_the_link_header() -
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
     with Coturn(tmp_path, SECRET) as server:
         yield server
-
-
-@pytest.fixture
-async def manager(rtsp: RtspServer) -> AsyncIterator[CameraManager]:
-    spec = CameraSpec(id="street", name="Street", source_url=rtsp.url, redacted_url=rtsp.url)
-    cameras = CameraManager(lambda cid: spec if cid == "street" else None, linger_s=0.5)
-    await cameras.start()
-    yield cameras
-    await cameras.stop()
 
 
 @pytest.mark.timeout(90)

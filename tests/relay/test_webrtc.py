@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -19,15 +18,6 @@ from tests.support.detectors import RaisingDetector, StallingDetector
 pytestmark = pytest.mark.timeout(90)
 
 FACE_VISIBLE = 0.6  # SSIM against the source face above this: the face is recognisable
-
-
-@pytest.fixture
-async def manager(rtsp: RtspServer) -> AsyncIterator[CameraManager]:
-    spec = CameraSpec(id="street", name="Street", source_url=rtsp.url, redacted_url=rtsp.url)
-    cameras = CameraManager(lambda cid: spec if cid == "street" else None, linger_s=0.5)
-    await cameras.start()
-    yield cameras
-    await cameras.stop()
 
 
 @pytest.fixture(scope="module")
