@@ -13,16 +13,20 @@ const Charts = (() => {
     return el;
   }
 
+  // Clears the chart's container; with no items it says so (`empty`) and the caller draws nothing.
+  function emptyChart(container, items, empty) {
+    container.replaceChildren();
+    if (items.length > 0) return false;
+    const p = document.createElement("p");
+    p.className = "muted small";
+    p.textContent = empty || "";
+    container.append(p);
+    return true;
+  }
+
   // Horizontal bars: one row per item, labels on the left. items: [{label, value}].
   function bars(container, items, { title, empty, color = "#2563eb" } = {}) {
-    container.replaceChildren();
-    if (items.length === 0) {
-      const p = document.createElement("p");
-      p.className = "muted small";
-      p.textContent = empty || "";
-      container.append(p);
-      return;
-    }
+    if (emptyChart(container, items, empty)) return;
     const rowH = 26;
     const labelW = 220;
     const width = 640;
@@ -43,14 +47,7 @@ const Charts = (() => {
 
   // Vertical bars over time (months). items: [{label, value}] in order.
   function columns(container, items, { title, empty, color = "#2563eb" } = {}) {
-    container.replaceChildren();
-    if (items.length === 0) {
-      const p = document.createElement("p");
-      p.className = "muted small";
-      p.textContent = empty || "";
-      container.append(p);
-      return;
-    }
+    if (emptyChart(container, items, empty)) return;
     const width = 640;
     const height = 220;
     const bottom = 30;
