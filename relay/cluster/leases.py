@@ -133,7 +133,10 @@ class LeaseKeeper:
         """Renew every `renew_s` (each renewal also beats this replica's heartbeat)."""
         while True:
             try:
-                await asyncio.wait_for(self.renew_once(), timeout=self.ttl_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the inner result (or its
+                # error) when a cancel lands as the renewal finishes, and this loop would never stop.
+                async with asyncio.timeout(self.ttl_s):
+                    await self.renew_once()
             except Exception as exc:
                 log.warning("lease renewal failed (%s)", type(exc).__name__)
             await asyncio.sleep(self.renew_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import threading
 import time
 
@@ -152,3 +153,26 @@ async def test_placement(engine: Engine) -> None:
     started = time.monotonic()
     assert isinstance(await place_a.place("cam-1"), Here)
     assert time.monotonic() - started < a.ttl_s + 1
+
+
+class FailingStore:
+    """A database that refuses at once: renewals end in the same instant a cancel may land."""
+
+    me = "relay-a"
+
+    def renew(self, *args: object, **kwargs: object) -> set[str]:
+        raise ConnectionError("database unreachable")
+
+
+async def test_keeper_stops_when_cancelled_as_a_renewal_fails() -> None:
+    # A cancel that lands as a renewal finishes must still stop the loop (shutdown, lost leadership);
+    # otherwise the replica never exits. Cancels are sprinkled over many renewal rounds.
+    rng = random.Random(7)
+    for _ in range(150):
+        k = LeaseKeeper(FailingStore(), ttl_s=1.2, renew_s=0.0, max_cameras=None,  # type: ignore[arg-type]
+                        advertise="")
+        task = asyncio.create_task(k.run())
+        await asyncio.sleep(rng.random() * 0.01)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        assert done, "the renewal loop swallowed its cancellation"
