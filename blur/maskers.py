@@ -58,10 +58,11 @@ def _replacement(region: np.ndarray, mode: str, fill: float | tuple[float, ...])
 
 @lru_cache(maxsize=2048)
 def ellipse_mask(w: int, h: int) -> np.ndarray:
-    """The ellipse inscribed in a w x h box (cached: crowds repeat box sizes; callers only read it)."""
+    """The ellipse inscribed in a w x h box, uint8 0/1 for cv2.copyTo (cached: crowds repeat box sizes;
+    callers only read it)."""
     m = np.zeros((h, w), dtype=np.uint8)
     cv2.ellipse(m, (w // 2, h // 2), (max(1, (w + 1) // 2), max(1, (h + 1) // 2)), 0, 0, 360, 1, -1)
-    return m.astype(bool)
+    return m
 
 
 def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", shape: str = "ellipse",
@@ -73,8 +74,8 @@ def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", sh
         roi = img[y1:y2, x1:x2]
         rep = _replacement(roi, mode, fill)
         if shape == "ellipse" and min(x2 - x1, y2 - y1) > 4:
-            sel = ellipse_mask(x2 - x1, y2 - y1)
-            roi[sel] = rep[sel]
+            # copyTo writes through the view; a boolean-indexed copy costs more than the mosaic itself.
+            cv2.copyTo(rep, ellipse_mask(x2 - x1, y2 - y1), roi)
         else:
             roi[...] = rep
 
