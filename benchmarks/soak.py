@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -152,6 +153,23 @@ async def soak(relay: RelayUnderTest, seconds: float, every: float) -> dict[str,
     return {"samples": samples, "counts": counts, "unexpected_answers": unexpected}
 
 
+def relay_log_summary(path: Path) -> dict[str, Any]:
+    """Why the relay's sessions ended, and its warnings and errors (session and camera ids cut out, so
+    that repeats count as one kind), from the relay's own log: what explains a step in the samples."""
+    ended: dict[str, int] = {}
+    problems: dict[str, int] = {}
+    text = path.read_text(errors="replace") if path.exists() else ""
+    for line in text.splitlines():
+        match = re.search(r"session \S+ on \S+ ended: (.*)$", line)
+        if match:
+            ended[match.group(1)] = ended.get(match.group(1), 0) + 1
+        elif "WARNING" in line or "ERROR" in line:
+            kind = re.sub(r"[0-9a-f]{8,}|\d+(\.\d+)?", "#", " ".join(line.split()))[:160]
+            problems[kind] = problems.get(kind, 0) + 1
+    return {"sessions_ended_by_reason": ended,
+            "warnings_and_errors": dict(sorted(problems.items(), key=lambda kv: -kv[1])[:30])}
+
+
 def slope_per_hour(ts: list[float], values: list[float]) -> float | None:
     if len(ts) < 3:
         return None
@@ -197,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     with rtsp_camera(clip) as url, RelayUnderTest(url, linger_s=5.0, extra=extra) as relay:
         add_cameras(relay, url)
         run = asyncio.run(soak(relay, args.minutes * 60, args.every))
+        relay_log = relay_log_summary(Path(relay._tmp.name) / "relay.log")
     result = {
         "what": "relay process under 3 cameras, 20 viewers joining and leaving, logins and API calls",
         "method": "cctv-relay serve in its own process; 640x360 25 fps RTSP sample camera pulled 3 times; "
                   "aiortc viewers in the benchmark process (frames counted, not decoded); /proc and /metrics "
                   f"sampled every {args.every:g} s",
         "minutes": args.minutes, "summary": summarize(run["samples"]), "counts": run["counts"],
-        "unexpected_answers": run["unexpected_answers"],
+        "unexpected_answers": run["unexpected_answers"], "relay_log": relay_log,
         "samples": run["samples"], "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
         "machine": machine_info(),
     }
