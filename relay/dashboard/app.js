@@ -673,7 +673,11 @@ async function openTile(slot, cam, replacing = null) {
     video.srcObject = event.streams[0] || new MediaStream([event.track]);
     video.play().catch(() => {});
   });
-  video.addEventListener("playing", () => { tileMessage(tile, null, ""); el.dataset.state = "playing"; });
+  video.addEventListener("playing", () => {
+    tileMessage(tile, null, "");
+    el.dataset.state = "playing";
+    tile.reopened = 0; // playing again: a later failover gets its own rejoins
+  });
   pc.addEventListener("connectionstatechange", () => {
     if (["failed", "disconnected"].includes(pc.connectionState) && state.tiles.get(slot) === tile
         && !["denied", "ended"].includes(el.dataset.state)) {
@@ -694,7 +698,9 @@ async function openTile(slot, cam, replacing = null) {
       method: "POST", headers: { "Content-Type": "application/sdp" }, body: offer.sdp,
     });
     if (state.tiles.get(slot) !== tile) { pc.close(); return; } // closed while asking
-    if (response.status === 503 && tile.reopened < REJOINS) {
+    // 502/504: the relay it was sent to is gone (killed, its lease not yet run out, so another relay still
+    // names it as the owner): ask again shortly, like a 503, until the lease expires and another claims.
+    if ([502, 503, 504].includes(response.status) && tile.reopened < REJOINS) {
       const wait = Math.min(10, Number(response.headers.get("Retry-After")) || 1);
       pc.close();
       tile.retry = setTimeout(() => rejoin(tile), wait * 1000);

@@ -9,16 +9,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 from sqlalchemy import create_engine, text
 
 from policies import files
 from policies.context import build_context
 from policies.settings import PolicySettings
 from relay.cluster.store import LeaseStore
-from tests.app.conftest import CAMERA, seed
+from tests.app.conftest import CAMERA, PASSWORD, seed
+from tests.app.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.cluster.ingress import Ingress, live_bases
 from tests.cluster.replicas import (
     REPO,
     SIGNING_KEY,
@@ -218,3 +222,60 @@ async def test_owner_drained(cluster: Cluster) -> None:
     result = audit_verify(cluster)
     assert result.returncode == 0, result.stdout + result.stderr
     replica.start()
+
+
+PLAYING = f'.tile[data-camera="{CAMERA}"][data-state="playing"]'
+VIDEO_TIME = f'() => document.querySelector(\'.tile[data-camera="{CAMERA}"] video\')?.currentTime ?? -1'
+
+
+async def test_dashboard_follows_the_redirect_and_rejoins_when_the_owner_is_killed(cluster: Cluster,
+                                                                                   tmp_path: Path) -> None:
+    """Chromium plays through the ingress: its POST lands on a replica that does not pull the camera and
+    follows the 307 to the owner; the owner is killed, and the page, finding the session's relay gone
+    (the ingress's 502), posts again and plays from the replica that takes the camera over."""
+    wait_free(cluster)
+    keeper, _ = await cluster.join(CAMERA, "relay-0")  # relay-0 pulls the camera
+    assert keeper.status == 201, keeper.text
+    ingress = Ingress(live_bases(cluster.replicas), prefer=["relay-1", "relay-2", "relay-0"])
+    with ingress.serving() as origin:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                locale="en-US")
+            try:
+                page = await browser.new_page()
+                await page.goto(origin + "/")
+                await page.fill("#username", "operator")
+                await page.fill("#password", PASSWORD)
+                await page.click("#sign-in button[type=submit]")
+                row = page.locator(f'#cameras li.camera[data-camera="{CAMERA}"]')
+                await row.wait_for(timeout=30_000)
+                await page.locator("#layout-purpose").select_option("public_safety")
+                await row.locator(".play").click()
+                await page.wait_for_selector(PLAYING, timeout=60_000)
+                posts = ingress.seen("POST", "/")
+                assert (f"/whep/{CAMERA}", 307) in posts, posts  # asked relay-1, sent on
+                assert (f"/r/relay-0/whep/{CAMERA}", 201) in posts, posts  # the owner answered
+
+                before = len(ingress.requests)
+                cluster.replicas["relay-0"].kill()
+                killed = time.monotonic()
+                deadline = killed + 45
+                while True:  # the page posts again; the camera's lease runs out, another replica claims
+                    later = ingress.requests[before:]
+                    if any(m == "POST" and s == 201 for m, _p, s in later):
+                        break
+                    assert time.monotonic() < deadline, later
+                    await asyncio.sleep(0.2)
+                await page.wait_for_selector(PLAYING, timeout=30_000)
+                t0 = await page.evaluate(VIDEO_TIME)
+                await asyncio.sleep(1.5)
+                assert await page.evaluate(VIDEO_TIME) > t0, "the picture did not come back"
+                print(f"dashboard playing again {time.monotonic() - killed:.1f} s after the kill")
+                later = ingress.requests[before:]
+                assert all(not p.startswith("/r/relay-0/") for m, p, s in later if s == 201), later
+                assert any(p.startswith("/r/relay-0/") and s == 502 for _m, p, s in later), later
+            finally:
+                await browser.close()
+    await keeper.close()
+    cluster.replicas["relay-0"].start()
