@@ -39,12 +39,13 @@ def _instant(name: str, t: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | 
 def _filters(request: Request, actor: Annotated[str | None, Query(max_length=128)] = None,
              camera_id: Ident = None, purpose: Ident = None,
              decision: Literal["allow", "deny"] | None = None, kind: Ident = None,
-             since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
+             since: dt.datetime | None = None, until: dt.datetime | None = None,
+             mode: Literal["anonymized", "raw"] | None = None) -> dict[str, Any]:
     """Query filters; a time without an offset is the relay's local time, as on the command line."""
     zone = ZoneInfo(request.app.state.policies.settings.timezone)
     since, until = _instant("since", since, zone), _instant("until", until, zone)
     found = {"actor": actor, "camera_id": camera_id, "purpose": purpose, "decision": decision, "kind": kind,
-             "since": since, "until": until}
+             "since": since, "until": until, "mode": mode}
     return {k: v for k, v in found.items() if v is not None}
 
 
