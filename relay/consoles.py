@@ -6,6 +6,7 @@ someone who may configure cameras, and logged like a view (`view.still`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from policies.schemas import IDENT_MAX, problems
 from relay.cameras import UnknownCamera
 from relay.services import services
 
+log = logging.getLogger("relay.consoles")
 router = APIRouter(tags=["cameras"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 STILL_PURPOSE = "camera_configuration"
@@ -45,7 +47,7 @@ async def camera_still(camera_id: Annotated[str, Path(max_length=IDENT_MAX)], re
     svc = services(request)
     audit = svc.context.audit
 
-    def log(decision: str, reason: str) -> None:
+    def log_entry(decision: str, reason: str) -> None:
         audit.append("view.still", actor=who.username, roles=who.roles, camera_id=camera_id,
                      purpose=STILL_PURPOSE, mode="anonymized", decision=decision, reason=reason,
                      details={"client": client_address(request)})
@@ -53,8 +55,12 @@ async def camera_still(camera_id: Annotated[str, Path(max_length=IDENT_MAX)], re
     try:
         subscription = await svc.cameras.subscribe(camera_id)  # frames are anonymized only while watched
     except UnknownCamera:
-        await asyncio.to_thread(log, "deny", f"unknown camera {camera_id} or camera {camera_id} disabled")
+        await asyncio.to_thread(log_entry, "deny", f"unknown camera {camera_id} or it is disabled")
         raise HTTPException(404, detail=f"unknown camera {camera_id!r}, or it is disabled") from None
+    except Exception as exc:  # another relay holds the camera's lease, or this one may pull no more
+        log.warning("still of %s: cannot subscribe (%s)", camera_id, type(exc).__name__)
+        await asyncio.to_thread(log_entry, "deny", "camera cannot be streamed right now")
+        raise HTTPException(503, detail=f"camera {camera_id!r} cannot be streamed right now") from None
     try:
         pipeline = svc.cameras.pipeline(camera_id)
         if pipeline is None:
@@ -72,11 +78,11 @@ async def camera_still(camera_id: Annotated[str, Path(max_length=IDENT_MAX)], re
     finally:
         subscription.close()
     if found is None:
-        await asyncio.to_thread(log, "deny", "no picture from the camera")
+        await asyncio.to_thread(log_entry, "deny", "no picture from the camera")
         raise HTTPException(503, detail=f"no picture from camera {camera_id!r} within {STILL_WAIT_S:g} s")
     picture, failsafe = found
     body = await asyncio.to_thread(_jpeg, picture)
     # Logged before it is shown, like a view: the evidence first.
-    await asyncio.to_thread(log, "allow", "masked whole (the engine was not ready)" if failsafe else "")
+    await asyncio.to_thread(log_entry, "allow", "masked whole (the engine was not ready)" if failsafe else "")
     return Response(body, media_type="image/jpeg",
                     headers={"Cache-Control": "no-store", "X-Still-Masked-Whole": str(failsafe).lower()})
