@@ -826,10 +826,11 @@ function relabel() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
+  // Before anything is awaited: a sign-in submitted while the catalogues load must not leave as a form.
+  $("#sign-in").addEventListener("submit", signIn);
   await I18N.init();
   state.config = await (await fetch("/ui/config.json")).json();
   document.addEventListener("i18n:change", relabel);
-  $("#sign-in").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
   for (const sel of ["#search", "#filter-district", "#filter-tag", "#filter-health"]) {
     $(sel).addEventListener("input", applyFilters);
