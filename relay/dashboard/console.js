@@ -161,7 +161,8 @@ function checks(box, name, options, chosen) {
 }
 const checked = (box) => [...box.querySelectorAll("input:checked")].map((i) => i.value);
 
-function editCamera(cam) {
+async function editCamera(cam) {
+  if (!state.purposes.length) await loadLists(); // the purposes to choose from, before the form shows
   const form = $("#cam-form");
   state.editing = cam;
   form.hidden = false;
@@ -243,7 +244,7 @@ async function saveCamera(event, masksOnly = false) {
   $("#cam-errors").replaceChildren();
   $("#cam-status").textContent = t(cam ? "con.cam_saved" : "con.cam_created", { id: saved.id });
   await loadCameras();
-  editCamera(state.cameras.find((c) => c.id === saved.id) || saved);
+  await editCamera(state.cameras.find((c) => c.id === saved.id) || saved);
   $("#cam-status").textContent = t(cam ? "con.cam_saved" : "con.cam_created", { id: saved.id });
   return true;
 }
@@ -285,6 +286,7 @@ async function loadPolicy() {
   const [rules, cams] = await Promise.all([api("/api/rules"), api("/api/cameras")]);
   if (rules.ok) state.rules = await rules.json();
   if (cams.ok) state.cameras = await cams.json();
+  paintPurposesAndRoles();
   paintRules();
   const select = $("#preview-camera");
   const was = select.value;
@@ -292,6 +294,74 @@ async function loadPolicy() {
     ...state.cameras.map((c) => el("option", { value: c.id }, `${c.name} (${c.id})`)));
   select.value = was;
   if (was) await preview();
+}
+
+// Purposes and roles: one small form each, saved through the admin API (its 422/400/409 shown as given).
+const RIGHTS = ["can_view", "can_request_raw", "can_approve_raw", "can_admin", "can_audit"];
+
+function paintPurposesAndRoles() {
+  const sep = t("common.list_separator");
+  $("#purpose-table tbody").replaceChildren(...state.purposes.map((p) => el("tr", { dataset: { purpose: p.id } },
+    el("td", {}, p.id), el("td", {}, (p.labels || {})["zh-TW"] || ""), el("td", {}, (p.labels || {}).en || ""),
+    el("td", {}, p.allows_raw ? t("con.yes") : t("con.no")),
+    el("td", {}, el("button", { type: "button", onclick: () => editRecord("purpose", p) }, t("con.edit")),
+      el("button", { type: "button", class: "secondary", onclick: () => deleteRecord("purposes", p.id) }, t("con.delete"))))));
+  $("#role-table tbody").replaceChildren(...state.roles.map((r) => el("tr", { dataset: { role: r.name } },
+    el("td", {}, r.name), el("td", {}, (r.labels || {})["zh-TW"] || ""), el("td", {}, (r.labels || {}).en || ""),
+    el("td", {}, rightsOf(r).join(sep) || t("con.right_none")),
+    el("td", {}, el("button", { type: "button", onclick: () => editRecord("role", r) }, t("con.edit")),
+      el("button", { type: "button", class: "secondary", onclick: () => deleteRecord("roles", r.name) }, t("con.delete"))))));
+}
+
+function editRecord(kind, record) {
+  const form = $(`#${kind}-form`);
+  form.hidden = false;
+  form.dataset.editing = record ? (record.id || record.name) : "";
+  const key = kind === "purpose" ? "id" : "name";
+  form.elements[key].value = record ? record[key] : "";
+  form.elements[key].readOnly = Boolean(record);
+  const labels = (record && record.labels) || {};
+  form.elements.label_zh.value = labels["zh-TW"] || "";
+  form.elements.label_en.value = labels.en || "";
+  if (kind === "purpose") {
+    form.elements.label.value = record ? record.label : "";
+    form.elements.allows_raw.checked = Boolean(record && record.allows_raw);
+  } else {
+    form.elements.description.value = record ? record.description : "";
+    for (const f of RIGHTS) form.elements[f].checked = Boolean(record && record[f]);
+  }
+  $(".problems", form).replaceChildren();
+}
+
+async function saveRecord(event, kind) {
+  event.preventDefault();
+  const form = event.target;
+  const f = form.elements;
+  const labels = {};
+  if (f.label_zh.value.trim()) labels["zh-TW"] = f.label_zh.value.trim();
+  if (f.label_en.value.trim()) labels.en = f.label_en.value.trim();
+  const body = kind === "purpose"
+    ? { id: f.id.value.trim(), label: f.label.value.trim(), labels, allows_raw: f.allows_raw.checked }
+    : Object.assign({ name: f.name.value.trim(), description: f.description.value, labels },
+      Object.fromEntries(RIGHTS.map((r) => [r, f[r].checked])));
+  const editing = form.dataset.editing;
+  const path = `/api/${kind}s`;
+  const response = await api(editing ? `${path}/${encodeURIComponent(editing)}` : path, { method: editing ? "PUT" : "POST", json: body });
+  if (!response.ok) { showProblems($(".problems", form), await problems(response)); return; }
+  form.hidden = true;
+  await loadPolicy();
+}
+
+async function deleteRecord(section, id) {
+  if (!confirm(t("con.confirm_delete", { id }))) return;
+  const response = await api(`/api/${section}/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (!response.ok) {
+    const form = $(section === "purposes" ? "#purpose-form" : "#role-form");
+    form.hidden = false;
+    showProblems($(".problems", form), await problems(response));
+    return;
+  }
+  await loadPolicy();
 }
 
 function windowsText(windows) {
@@ -311,7 +381,8 @@ function paintRules() {
       el("button", { type: "button", class: "secondary", onclick: () => deleteRule(r) }, t("con.delete"))))));
 }
 
-function editRule(rule) {
+async function editRule(rule) {
+  if (!state.roles.length) await loadLists();
   const f = $("#rule-form");
   const r = rule || { id: "", description: "", roles: [], camera_ids: [], districts: [], tags: [], purposes: [], modes: ["anonymized"],
     time_windows: [], max_session_s: 8 * 3600, enabled: true };
@@ -434,7 +505,8 @@ function rightsOf(role) {
   return ["can_view", "can_request_raw", "can_approve_raw", "can_admin", "can_audit"].filter((f) => role[f]).map((f) => t(`con.right_${f}`));
 }
 
-function editUser(user) {
+async function editUser(user) {
+  if (!state.roles.length) await loadLists();
   const f = $("#user-form");
   state.editingUser = user;
   f.hidden = false;
@@ -615,11 +687,12 @@ function relabel() {
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
+  // Before anything is awaited: a sign-in submitted while the catalogues load must not leave as a form.
+  $("#sign-in").addEventListener("submit", signIn);
   await I18N.init();
   state.config = await (await fetch("/ui/config.json")).json();
   document.addEventListener("i18n:change", relabel);
   state.masks = MaskEditor.create($("#mask-canvas"), { onChange: paintMaskCount });
-  $("#sign-in").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
   for (const b of document.querySelectorAll("#tabs .tab")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("#cam-search").addEventListener("input", paintCameras);
@@ -630,6 +703,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#mask-draw").addEventListener("click", () => state.masks.startDrawing());
   $("#mask-finish").addEventListener("click", () => state.masks.finish());
   $("#mask-delete").addEventListener("click", () => state.masks.remove());
+  for (const kind of ["purpose", "role"]) {
+    $(`#${kind}-new`).addEventListener("click", () => editRecord(kind, null));
+    $(`#${kind}-form`).addEventListener("submit", (e) => saveRecord(e, kind));
+    $(`#${kind}-form .cancel`).addEventListener("click", () => { $(`#${kind}-form`).hidden = true; });
+  }
   $("#rule-new").addEventListener("click", () => editRule(null));
   $("#rule-form").addEventListener("submit", saveRule);
   $("#rule-cancel").addEventListener("click", () => { $("#rule-form").hidden = true; });
@@ -652,5 +730,6 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#audit-export-csv").addEventListener("click", () => exportLog("csv"));
   $("#audit-export-json").addEventListener("click", () => exportLog("json"));
   $("#review-run").addEventListener("click", runReview);
+  document.body.dataset.ready = "true";
   if (state.token) start();
 });

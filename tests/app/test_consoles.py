@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from policies import files
 from policies.models import Camera
 from tests.app.conftest import PASSWORD, Relay
-from tests.app.test_dashboard import CHROMIUM, CHROMIUM_ARGS, DASHBOARD, catalogue, screenshot
+from tests.app.test_dashboard import CHROMIUM, CHROMIUM_ARGS, DASHBOARD, axe, catalogue, screenshot
 from tests.app.test_privacy_masks import BESIDE, INSIDE, POLYGON, likeness, pixels
 from tests.app.test_privacy_masks import scene as scene  # the module's fixture: the clip's still scene
 from tests.app.whep_client import delete, open_viewer
@@ -50,10 +50,13 @@ def console(browser: Browser, relay: Relay, user: str, locale: str = "en-US") ->
     page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000},
                                accept_downloads=True).new_page()
     page.goto(relay.base_url + "/console/")
+    page.wait_for_selector("body[data-ready=true]")
     page.fill("#username", user)
     page.fill("#password", PASSWORD)
     page.click("#sign-in button[type=submit]")
-    expect(page.locator("#whoami")).to_be_visible(timeout=20_000)
+    page.wait_for_function("() => !document.querySelector('#whoami').hidden"
+                           " || document.querySelector('#sign-in-error').textContent", timeout=20_000)
+    assert page.locator("#whoami").is_visible(), page.locator("#sign-in-error").inner_text()
     return page
 
 
@@ -274,6 +277,24 @@ def test_policy_page_checks_a_file_like_the_checker_and_previews_a_camera(relay:
         expect(table).to_contain_text("operator")  # the people holding the rule's roles
         # disaster response: granted by a rule, not approved for this camera
         expect(table).to_contain_text("not approved for this camera")
+        # A purpose with a bad id: the API's problem is shown by field; a role change that would grant
+        # viewing to the people holding it without a second admin: refused, with the reason.
+        page.click("#purpose-new")
+        form = page.locator("#purpose-form")
+        form.locator("input[name=id]").fill("bad id!")
+        form.locator("input[name=label]").fill("Bad")
+        form.locator("button[type=submit]").click()
+        expect(form.locator(".problems")).to_contain_text("id: String should match pattern")
+        form.locator("input[name=id]").fill("console_form")
+        form.locator("input[name=label_zh]").fill("主控台測試")
+        form.locator("button[type=submit]").click()
+        expect(page.locator('#purpose-table tr[data-purpose="console_form"]')).to_contain_text("主控台測試")
+        page.locator('#role-table tr[data-role="auditor"] button:first-child').click()
+        role = page.locator("#role-form")
+        role.locator("input[name=can_view]").check()
+        role.locator("button[type=submit]").click()
+        expect(role.locator(".problems")).to_contain_text("without a second admin")
+        role.locator("button.cancel").click()
         page.click("#file-export")
         expect(page.locator("#policy-text")).to_have_value(re.compile(r"rules:"))
         bad = ("version: 1\nrules:\n  - id: broken\n    roles: [no_such_role]\n    camera_ids: ['*']\n"
@@ -293,7 +314,8 @@ def test_policy_page_checks_a_file_like_the_checker_and_previews_a_camera(relay:
         page.context.close()
     r = httpx.get(f"{relay.base_url}/api/purposes/console_check", headers=relay.headers("admin"))
     assert r.status_code == 200
-    httpx.delete(f"{relay.base_url}/api/purposes/console_check", headers=relay.headers("admin"))
+    for purpose in ("console_check", "console_form"):
+        httpx.delete(f"{relay.base_url}/api/purposes/{purpose}", headers=relay.headers("admin"))
 
 
 def test_every_console_string_is_in_both_languages_and_the_switch_rewrites_it(relay: Relay,
@@ -315,5 +337,110 @@ def test_every_console_string_is_in_both_languages_and_the_switch_rewrites_it(re
         after = page.eval_on_selector_all("[data-i18n]", KEYED)
         assert all(en[k] == v for k, v in after), [x for x in after if en[x[0]] != x[1]]
         screenshot(page, "console-cameras")
+    finally:
+        page.context.close()
+
+
+def test_mask_editor_moves_and_deletes_polygons_and_cameras_are_searched_and_toggled(
+        relay: Relay, browser: Browser) -> None:
+    page = console(browser, relay, "admin")
+    try:
+        page.fill("#cam-search", "disabled")
+        expect(page.locator("#cam-table tbody tr")).to_have_count(1)
+        row = page.locator('#cam-table tr[data-camera="cam-disabled"]')
+        row.locator("button.toggle").click()  # enable
+        expect(row.locator(".badge")).to_have_text("enabled")
+        row.locator("button.toggle").click()  # and disable again
+        expect(row.locator(".badge")).to_have_text("disabled")
+        row.locator("button.edit").click()
+        canvas = page.locator("#mask-canvas")
+        page.evaluate("document.querySelector('#mask-fieldset').scrollIntoView()")  # tools and picture shown
+
+        def at(x: float, y: float) -> tuple[float, float]:
+            box = canvas.bounding_box()
+            assert box is not None
+            return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+        for square in ([(0.1, 0.1), (0.3, 0.1), (0.3, 0.3), (0.1, 0.3)],
+                       [(0.6, 0.6), (0.8, 0.6), (0.8, 0.8), (0.6, 0.8)]):
+            page.click("#mask-draw")
+            for x, y in square:
+                page.mouse.click(*at(x, y))
+            page.click("#mask-finish")
+        expect(canvas).to_have_attribute("data-masks", "2")
+        # Drag the first square by its middle 0.2 to the right, then one corner of it further out.
+        page.mouse.move(*at(0.2, 0.2))
+        page.mouse.down()
+        page.mouse.move(*at(0.3, 0.2), steps=4)
+        page.mouse.move(*at(0.4, 0.2), steps=4)
+        page.mouse.up()
+        page.mouse.move(*at(0.5, 0.3))
+        page.mouse.down()
+        page.mouse.move(*at(0.55, 0.4), steps=4)
+        page.mouse.up()
+        masks = page.evaluate("state.masks.value()")
+        moved = [(0.3, 0.1), (0.5, 0.1), (0.55, 0.4), (0.3, 0.3)]
+        assert np.abs(np.array(masks[0]) - np.array(moved)).max() < 0.01, masks
+        # Select the second one and delete it with the key.
+        page.mouse.click(*at(0.7, 0.7))
+        page.keyboard.press("Delete")
+        expect(canvas).to_have_attribute("data-masks", "1")
+        assert len(page.evaluate("state.masks.value()")[0]) == 4
+        page.click("#cam-cancel")
+    finally:
+        page.context.close()
+    with relay.ctx.db.session() as s:
+        cam = s.get(Camera, "cam-disabled")
+        assert cam is not None and not cam.enabled and cam.privacy_masks == []  # cancelled: nothing saved
+
+
+def test_approver_approves_a_raw_view_request_from_the_page(relay: Relay, browser: Browser) -> None:
+    asked = httpx.post(f"{relay.base_url}/api/raw-requests", headers=relay.headers("investigator"),
+                       json={"camera_id": "cam-test", "purpose": "criminal_investigation",
+                             "case_ref": "TPE-CONSOLE-0001", "justification": "robbery at the corner"})
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["id"]
+    page = console(browser, relay, "approver")
+    try:
+        row = page.locator(f'#raw-table tr[data-request="{request_id}"]')
+        expect(row).to_contain_text("TPE-CONSOLE-0001")
+        row.locator("button.approve").click()
+        expect(page.locator("#approvals-status")).to_have_text("Done.")
+        expect(row).to_have_count(0)  # no longer pending
+    finally:
+        page.context.close()
+    got = httpx.get(f"{relay.base_url}/api/raw-requests/{request_id}", headers=relay.headers("approver"))
+    got = got.json()
+    assert got["status"] == "approved" and got["approver"] == "approver"
+    httpx.post(f"{relay.base_url}/api/raw-requests/{request_id}/revoke", headers=relay.headers("approver"),
+               json={"reason": "test over"})
+
+
+def test_live_view_sends_administrators_to_the_consoles_and_the_consoles_pass_axe(relay: Relay,
+                                                                                  browser: Browser) -> None:
+    page = browser.new_context(locale="en-US").new_page()
+    try:
+        page.goto(relay.base_url + "/")
+        page.fill("#username", "admin")
+        page.fill("#password", PASSWORD)
+        page.click("#sign-in button[type=submit]")
+        expect(page.locator("#to-console")).to_be_visible(timeout=20_000)
+        expect(page.locator("#cameras-empty")).to_have_text(
+            "Your roles include no live video; use the consoles.")
+        page.click("#to-console")
+        expect(page.locator("#tab-cameras")).to_be_visible()  # the same sign-in carries over
+        assert axe(page) == [], "cameras"
+        page.locator('#cam-table tr[data-camera="cam-test"] button.edit').click()
+        assert axe(page) == [], "camera editor"
+        for tab in ("policy", "users", "approvals"):
+            page.click(f'#tabs .tab[data-tab="{tab}"]')
+            expect(page.locator(f"#tab-{tab}")).to_be_visible()
+            assert axe(page) == [], tab
+    finally:
+        page.context.close()
+    page = console(browser, relay, "auditor", locale="zh-TW")
+    try:
+        expect(page.locator("#audit-table tbody tr").first).to_be_visible()
+        assert axe(page) == [], "access log"
     finally:
         page.context.close()
