@@ -20,7 +20,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from policies import files
-from policies.audit.api import _log_access
+from policies.audit.api import log_access
 from policies.auth import require
 from policies.contract import PolicyError, Principal
 from policies.duties import check_role_change, conflict, rights_of
@@ -162,7 +162,7 @@ def import_policy(body: PolicyText, request: Request, who: Admin) -> dict[str, A
 def access_review(request: Request, who: Auditor,
                   inactive_days: Annotated[int, Query(ge=1, le=3650)] = 90) -> dict[str, Any]:
     ctx = _ctx(request)
-    _log_access(request, who, "access review", {"inactive_days": inactive_days})
+    log_access(request, who, "access review", {"inactive_days": inactive_days})
     now = dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(days=inactive_days)
     with ctx.db.session() as s:

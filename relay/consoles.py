@@ -26,6 +26,7 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 STILL_PURPOSE = "camera_configuration"
 STILL_WAIT_S = 15.0  # for a frame the engine vouches for (the first ones are masked whole)
 STILL_MAX_SIDE = 1280  # the editor needs the geometry, not full resolution
+STILLS_AT_ONCE = 4  # per app: each holds a subscription (and may start a pipeline) for up to STILL_WAIT_S
 
 
 def _jpeg(picture: np.ndarray) -> bytes:
@@ -41,9 +42,22 @@ def _jpeg(picture: np.ndarray) -> bytes:
 
 @router.get("/api/cameras/{camera_id}/still", summary="An anonymized still of a camera, to draw masks over",
             response_class=Response, responses={200: {"content": {"image/jpeg": {}}},
-                                                **problems(401, 403, 404, 503)})
+                                                **problems(401, 403, 404, 429, 503)})
 async def camera_still(camera_id: Annotated[str, Path(max_length=IDENT_MAX)], request: Request,
                        who: Admin) -> Response:
+    state = request.app.state  # counted on the event loop: no lock needed
+    running = getattr(state, "stills_running", 0)
+    if running >= STILLS_AT_ONCE:
+        raise HTTPException(429, detail="too many camera stills being taken; try again",
+                            headers={"Retry-After": "2"})
+    state.stills_running = running + 1
+    try:
+        return await _still(camera_id, request, who)
+    finally:
+        state.stills_running -= 1
+
+
+async def _still(camera_id: str, request: Request, who: Principal) -> Response:
     svc = services(request)
     audit = svc.context.audit
 

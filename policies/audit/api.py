@@ -52,7 +52,7 @@ def _filters(request: Request, actor: Annotated[str | None, Query(max_length=128
 Filters = Annotated[dict[str, Any], Depends(_filters)]
 
 
-def _log_access(request: Request, who: Principal, what: str, filters: dict[str, Any]) -> None:
+def log_access(request: Request, who: Principal, what: str, filters: dict[str, Any]) -> None:
     shown = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items()}
     request.app.state.policies.audit.append("audit.access", actor=who.username, roles=who.roles,
                                             decision="allow", reason=what, details={"filters": shown})
@@ -63,7 +63,7 @@ def entries(request: Request, who: Auditor, filters: Filters,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     log = request.app.state.policies.audit
-    _log_access(request, who, "query", filters)
+    log_access(request, who, "query", filters)
     rows = log.query(limit=limit, offset=offset, **filters)
     return {"total": log.count(**filters), "limit": limit, "offset": offset,
             "entries": [entry_dict(e) for e in rows]}
@@ -72,7 +72,7 @@ def entries(request: Request, who: Auditor, filters: Filters,
 @router.get("/export")
 def export(request: Request, who: Auditor, filters: Filters,
            format: Literal["csv", "json"] = "csv") -> StreamingResponse:
-    _log_access(request, who, f"export {format}", filters)
+    log_access(request, who, f"export {format}", filters)
     try:
         chunks = request.app.state.policies.audit.export(format, **filters)
     except AuditError as exc:
@@ -85,7 +85,7 @@ def export(request: Request, who: Auditor, filters: Filters,
 
 @router.get("/verify")
 def verify(request: Request, who: Auditor) -> dict[str, Any]:
-    _log_access(request, who, "verify", {})
+    log_access(request, who, "verify", {})
     return request.app.state.policies.audit.verify().as_dict()
 
 
@@ -96,7 +96,7 @@ def stats(request: Request, who: Auditor, since: dt.datetime | None = None,
     log = request.app.state.policies.audit
     tz = request.app.state.policies.settings.timezone
     window = _filters(request, since=since, until=until)
-    _log_access(request, who, "stats", window)
+    log_access(request, who, "stats", window)
     return {
         "timezone": tz,
         "views": log.monthly_counts(kind="view.start", by=("camera_id", "purpose", "mode"), tz=tz, **window),

@@ -444,3 +444,69 @@ def test_live_view_sends_administrators_to_the_consoles_and_the_consoles_pass_ax
         assert axe(page) == [], "access log"
     finally:
         page.context.close()
+
+
+# --- the consoles' API, without a browser ----------------------------------------------------------------
+
+def test_still_of_an_unknown_camera_is_refused_and_logged_and_stills_are_bounded(relay: Relay) -> None:
+    mark = relay.audit_mark()
+    h = relay.headers("admin")
+    r = httpx.get(f"{relay.base_url}/api/cameras/cam-disabled/still", headers=h)
+    assert r.status_code == 404, r.text
+    denied = relay.audit(after=mark, kind="view.still")
+    assert [(e.camera_id, e.purpose, e.decision) for e in denied] == [("cam-disabled", "camera_configuration",
+                                                                      "deny")]
+    # Four stills at once wait on the camera; a fifth is refused at once (429), and none is a 500.
+    async def many() -> list[int]:
+        async with httpx.AsyncClient(base_url=relay.base_url, headers=h, timeout=60) as client:
+            answers = await asyncio.gather(*(client.get("/api/cameras/cam-test/still") for _ in range(6)))
+        return [a.status_code for a in answers]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        statuses = pool.submit(asyncio.run, many()).result()
+    assert statuses.count(200) >= 1 and statuses.count(429) >= 1 and set(statuses) <= {200, 429}, statuses
+
+
+def test_policy_import_refuses_users_and_check_speaks_like_the_checker(relay: Relay) -> None:
+    h = relay.headers("admin")
+    users = "version: 1\nusers:\n  - {username: sneaky, roles: [police_operator]}\n"
+    r = httpx.post(f"{relay.base_url}/api/console/policy/import", headers=h, json={"yaml": users})
+    assert r.status_code == 400 and "Users page" in r.json()["detail"], r.text
+    assert httpx.get(f"{relay.base_url}/api/users/sneaky", headers=h).status_code == 404
+    bad = "version: 1\npurposes:\n  - id: ok_one\n    label: Fine\n  - id: 'not ok'\n    label: Bad\n"
+    r = httpx.post(f"{relay.base_url}/api/console/policy/check", headers=h, json={"yaml": bad})
+    assert r.status_code == 200 and r.json()["ok"] is False
+    assert any(p.startswith("uploaded.yaml:5: purposes[1].id: ") for p in r.json()["problems"]), r.json()
+    r = httpx.post(f"{relay.base_url}/api/console/policy/check", headers=h, json={"yaml": "a: [\n"})
+    assert r.json()["ok"] is False and r.json()["problems"][0].startswith("uploaded.yaml:"), r.json()
+    # The exported file carries no credentials (as `cctv-relay policy export`).
+    cam = {"id": "cam-secret", "name": "With credentials", "source_url": "rtsp://cam:s3cr3t-pw@10.0.0.9/live",
+           "source_password": "an0ther-s3cret"}
+    assert httpx.post(f"{relay.base_url}/api/cameras", headers=h, json=cam).status_code == 201
+    try:
+        exported = httpx.get(f"{relay.base_url}/api/console/policy", headers=h)
+    finally:
+        httpx.delete(f"{relay.base_url}/api/cameras/cam-secret", headers=h)
+    assert exported.status_code == 200 and "id: cam-secret" in exported.text, exported.text[:200]
+    assert "s3cr3t" not in exported.text and "an0ther" not in exported.text
+
+
+def test_access_review_flags_accounts_unused_for_90_days(relay: Relay) -> None:
+    import datetime as dt
+
+    from policies.models import User
+
+    policy_user = "version: 1\nusers:\n  - {username: dormant, roles: [dashboard_viewer]}\n"
+    files.apply(relay.ctx.db, relay.ctx.audit, files.load_text(policy_user), actor="tests")
+    with relay.ctx.db.session() as s:
+        user = s.query(User).filter_by(username="dormant").one()
+        user.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
+    r = httpx.get(f"{relay.base_url}/api/console/access-review", headers=relay.headers("auditor"))
+    assert r.status_code == 200, r.text
+    people = {u["username"]: u for u in r.json()["users"]}
+    assert people["dormant"]["inactive"] is True and people["dormant"]["last_sign_in"] is None
+    assert people["auditor"]["inactive"] is False and people["auditor"]["last_sign_in"] is not None
+    assert people["dormant"]["rights"] == ["view"]
+    r = httpx.get(f"{relay.base_url}/api/console/access-review", params={"inactive_days": 0},
+                  headers=relay.headers("auditor"))
+    assert r.status_code == 422
