@@ -399,7 +399,9 @@ async function editRule(rule) {
   f.elements.max_session_min.value = Math.round(r.max_session_s / 60);
   f.elements.enabled.checked = r.enabled;
   checks($("#rule-roles"), "roles", state.roles.map((x) => [x.name, roleName(x.name)]), r.roles);
-  checks($("#rule-purposes"), "purposes", state.purposes.map((p) => [p.id, purposeName(p.id)]), r.purposes);
+  // "camera configuration" is the mask editor's still, never a reason to watch: no rule offers it.
+  checks($("#rule-purposes"), "purposes", state.purposes.filter((p) => p.id !== "camera_configuration" || r.purposes.includes(p.id))
+    .map((p) => [p.id, purposeName(p.id)]), r.purposes);
   $("#rule-errors").replaceChildren();
 }
 
