@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from policies.auth import AuthError
 from policies.contract import PolicyError
 from policies.credentials import ENV_REF, expand_env, redact_url, url_secrets
+from policies.db import first_line
 from policies.models import Camera, Purpose, Role, Rule, User
 from policies.role_grants import system_grants
 from policies.schemas import CameraIn, PolicyDocument, PurposeIn, RoleIn, RuleIn, UserIn
@@ -112,18 +113,29 @@ def _files(paths: Path | str | Sequence[Path | str]) -> list[Path]:
 
 def load(paths: Path | str | Sequence[Path | str]) -> LoadedPolicy:
     """Parse and shape-check a file, a directory of files, or several; merge them. Raises PolicyFileError."""
-    problems: list[str] = []
-    merged: dict[str, list[BaseModel]] = {s: [] for s in SECTIONS}
-    origins: dict[tuple[str, int], _Origin] = {}
     files = _files(paths)
     if not files:
         raise PolicyFileError([f"{paths}: no policy files (*.yaml) found"])
+    texts: list[tuple[str, str | None]] = []
+    problems: list[str] = []
     for path in files:
-        name = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            texts.append((str(path), path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{name}:1: (file): cannot read: {exc.__class__.__name__}: {exc}")
+            problems.append(f"{path}:1: (file): cannot read: {exc.__class__.__name__}: {exc}")
+    return _merge(texts, problems)
+
+
+def load_text(text: str, name: str = "policy.yaml") -> LoadedPolicy:
+    """One policy file's text (an upload), checked like a file of that name. Raises PolicyFileError."""
+    return _merge([(name, text)], [])
+
+
+def _merge(texts: Sequence[tuple[str, str | None]], problems: list[str]) -> LoadedPolicy:
+    merged: dict[str, list[BaseModel]] = {s: [] for s in SECTIONS}
+    origins: dict[tuple[str, int], _Origin] = {}
+    for name, text in texts:
+        if text is None:
             continue
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -132,6 +144,9 @@ def load(paths: Path | str | Sequence[Path | str]) -> LoadedPolicy:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
             problems.append(f"{name}:{line}: (yaml): {exc.problem or exc.context}")
+            continue
+        except yaml.YAMLError as exc:  # no position to tell (e.g. a character YAML does not allow)
+            problems.append(f"{name}:1: (yaml): {first_line(exc)}")
             continue
         lines = _line_map(node) if node is not None else {}
         if data is None:
@@ -157,7 +172,7 @@ def load(paths: Path | str | Sequence[Path | str]) -> LoadedPolicy:
     if problems:
         raise PolicyFileError(problems)
     document = PolicyDocument(**merged)  # type: ignore[arg-type]
-    return LoadedPolicy(document, origins, [str(f) for f in files])
+    return LoadedPolicy(document, origins, [name for name, _ in texts])
 
 
 def check_references(

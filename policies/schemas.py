@@ -54,6 +54,7 @@ _PROBLEM_TEXT = {
     413: "request body too large",
     415: "unsupported content type",
     429: "too many requests or sessions; see Retry-After",
+    503: "not available now; try again",
 }
 
 

@@ -24,14 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, auth, grants_api, overload, register
+from policies import api, auth, console_api, grants_api, overload, register
 from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
 from policies.contract import CameraRuntime
 from policies.models import Camera
 from policies.schemas import problems
-from relay import refusals, ui, whep
+from relay import consoles, refusals, ui, whep
 from relay.cameras import CameraManager
 from relay.cluster.replica import Replica
 from relay.cluster.routing import ReplicaPrefix
@@ -159,11 +159,12 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
                        database_ok=lambda: started() and app_services(app).cluster.database_ok())
 
     app.include_router(auth.router, responses=problems(401))
-    for module in (api, grants_api, audit_api, register):
+    for module in (api, grants_api, audit_api, console_api, register):
         app.include_router(module.router)
     overload.install(app)
     app.include_router(whep.router)
-    app.include_router(ui.router)  # /public/ page, /ui/config.json, /api/live/catalog
+    app.include_router(ui.router)  # /public/ and /console/ pages, /ui/config.json, /api/live/catalog
+    app.include_router(consoles.router)  # the administrator console's anonymized camera still
     _add_relay_routes(app)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
     return app

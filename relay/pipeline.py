@@ -159,6 +159,9 @@ class Pipeline:
         self.started = False
         self.stopped = False
         self._masked: av.VideoFrame | None = None
+        # Stills asked for (consoles' camera pictures): each gets the next anonymized frame, as RGB.
+        self._stills: list[asyncio.Future[tuple[np.ndarray, bool]]] = []
+        self._stills_lock = threading.Lock()
         self._anon.hub.on_empty(lambda _hub: self._hub_emptied())
 
     # -- lifecycle (event loop) -------------------------------------------------------------------------
@@ -219,6 +222,15 @@ class Pipeline:
             self._raw = rendition
             log.info("camera %s: raw rendition started", self.camera_id)
         return self._raw.hub.subscribe()
+
+    def next_still(self) -> asyncio.Future[tuple[np.ndarray, bool]]:
+        """The next frame that leaves the anonymizer (RGB, and whether it failed closed), as the viewers get
+        it: never a frame from before the anonymizer. Frames are anonymized only while the anonymized
+        rendition has a subscriber, so the caller holds one until the future is done."""
+        future: asyncio.Future[tuple[np.ndarray, bool]] = asyncio.get_running_loop().create_future()
+        with self._stills_lock:
+            self._stills.append(future)
+        return future
 
     @property
     def viewers(self) -> int:
@@ -310,4 +322,21 @@ class Pipeline:
         if failsafe:
             self.failsafe_frames += 1
             metrics.FAILSAFE_FRAMES.labels(self.camera_id).inc()
+        if self._stills:
+            self._hand_still(out, failsafe)
         self._anon.feed(out, arrival)
+
+    def _hand_still(self, out: av.VideoFrame, failsafe: bool) -> None:  # worker thread
+        with self._stills_lock:
+            waiting, self._stills = self._stills, []
+        loop = self._loop
+        if loop is None:
+            return
+        picture = out.to_ndarray(format="rgb24")  # a copy: the encoder may reuse the frame's buffers
+
+        def settle() -> None:
+            for future in waiting:
+                if not future.done():
+                    future.set_result((picture, failsafe))
+
+        loop.call_soon_threadsafe(settle)

@@ -80,6 +80,20 @@ def public_redirect() -> RedirectResponse:
     return RedirectResponse("/public/", status_code=308)
 
 
+@router.get("/console", include_in_schema=False)
+def console_redirect() -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=308)
+
+
+@router.get("/console/", include_in_schema=False)
+def console_page(request: Request) -> FileResponse:
+    """The consoles of administrators, approvers and auditors: what each may do is the APIs' to decide;
+    the page only leaves out what the signed-in person's rights do not reach."""
+    csp = content_security_policy(services(request).settings)
+    return FileResponse(DASHBOARD_DIR / "console.html", media_type="text/html",
+                        headers={"Content-Security-Policy": csp, "X-Frame-Options": "DENY"})
+
+
 @router.get("/public/", include_in_schema=False)
 def public_page(request: Request) -> FileResponse:
     """The register as a page a citizen can open: a map and list of cameras, counts, monthly views."""

@@ -39,19 +39,20 @@ def _instant(name: str, t: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | 
 def _filters(request: Request, actor: Annotated[str | None, Query(max_length=128)] = None,
              camera_id: Ident = None, purpose: Ident = None,
              decision: Literal["allow", "deny"] | None = None, kind: Ident = None,
-             since: dt.datetime | None = None, until: dt.datetime | None = None) -> dict[str, Any]:
+             since: dt.datetime | None = None, until: dt.datetime | None = None,
+             mode: Literal["anonymized", "raw"] | None = None) -> dict[str, Any]:
     """Query filters; a time without an offset is the relay's local time, as on the command line."""
     zone = ZoneInfo(request.app.state.policies.settings.timezone)
     since, until = _instant("since", since, zone), _instant("until", until, zone)
     found = {"actor": actor, "camera_id": camera_id, "purpose": purpose, "decision": decision, "kind": kind,
-             "since": since, "until": until}
+             "since": since, "until": until, "mode": mode}
     return {k: v for k, v in found.items() if v is not None}
 
 
 Filters = Annotated[dict[str, Any], Depends(_filters)]
 
 
-def _log_access(request: Request, who: Principal, what: str, filters: dict[str, Any]) -> None:
+def log_access(request: Request, who: Principal, what: str, filters: dict[str, Any]) -> None:
     shown = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in filters.items()}
     request.app.state.policies.audit.append("audit.access", actor=who.username, roles=who.roles,
                                             decision="allow", reason=what, details={"filters": shown})
@@ -62,7 +63,7 @@ def entries(request: Request, who: Auditor, filters: Filters,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict[str, Any]:
     log = request.app.state.policies.audit
-    _log_access(request, who, "query", filters)
+    log_access(request, who, "query", filters)
     rows = log.query(limit=limit, offset=offset, **filters)
     return {"total": log.count(**filters), "limit": limit, "offset": offset,
             "entries": [entry_dict(e) for e in rows]}
@@ -71,7 +72,7 @@ def entries(request: Request, who: Auditor, filters: Filters,
 @router.get("/export")
 def export(request: Request, who: Auditor, filters: Filters,
            format: Literal["csv", "json"] = "csv") -> StreamingResponse:
-    _log_access(request, who, f"export {format}", filters)
+    log_access(request, who, f"export {format}", filters)
     try:
         chunks = request.app.state.policies.audit.export(format, **filters)
     except AuditError as exc:
@@ -84,7 +85,7 @@ def export(request: Request, who: Auditor, filters: Filters,
 
 @router.get("/verify")
 def verify(request: Request, who: Auditor) -> dict[str, Any]:
-    _log_access(request, who, "verify", {})
+    log_access(request, who, "verify", {})
     return request.app.state.policies.audit.verify().as_dict()
 
 
@@ -95,7 +96,7 @@ def stats(request: Request, who: Auditor, since: dt.datetime | None = None,
     log = request.app.state.policies.audit
     tz = request.app.state.policies.settings.timezone
     window = _filters(request, since=since, until=until)
-    _log_access(request, who, "stats", window)
+    log_access(request, who, "stats", window)
     return {
         "timezone": tz,
         "views": log.monthly_counts(kind="view.start", by=("camera_id", "purpose", "mode"), tz=tz, **window),

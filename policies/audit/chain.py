@@ -208,7 +208,8 @@ class Chain:
         if len(problems) > MAX_PROBLEMS:
             problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more problems"]
         return VerifyResult(ok=not problems, checked=checked, problems=problems, first_seq=first,
-                            last_seq=last, signed=self._key is not None)
+                            last_seq=last, signed=self._key is not None,
+                            last_hash=last_row_hash if checked else None)
 
     def _rows(self, conn: Connection) -> Iterator[Any]:
         """Every entry in seq order, a page at a time (memory stays flat however long the log)."""

@@ -38,10 +38,12 @@ class VerifyResult:
     first_seq: int | None = None
     last_seq: int | None = None
     signed: bool = False
+    last_hash: str | None = None  # of the last entry checked: what a clean result vouches for
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "problems": self.problems,
-                "first_seq": self.first_seq, "last_seq": self.last_seq, "signed": self.signed}
+                "first_seq": self.first_seq, "last_seq": self.last_seq, "last_hash": self.last_hash,
+                "signed": self.signed}
 
 
 def entry_fields(kind: str, actor: str, roles: Sequence[str], camera_id: str | None, purpose: str | None,

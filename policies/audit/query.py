@@ -15,15 +15,17 @@ from policies.audit.entries import AuditError, safe_text, utc
 from policies.models import AuditEntry
 
 _GROUPABLE = frozenset({"kind", "actor", "camera_id", "purpose", "mode", "decision", "reason"})
-FILTERS = ("actor", "camera_id", "purpose", "decision", "kind", "since", "until")
+FILTERS = ("actor", "camera_id", "purpose", "decision", "kind", "since", "until", "mode")
 
 
 class Queries(Chain):
     def _filtered(self, stmt: Select, *, actor: str | None = None, camera_id: str | None = None,
                   purpose: str | None = None, decision: str | None = None, kind: str | None = None,
-                  since: dt.datetime | None = None, until: dt.datetime | None = None) -> Select:
+                  since: dt.datetime | None = None, until: dt.datetime | None = None,
+                  mode: str | None = None) -> Select:
         for col, value in ((AuditEntry.actor, actor), (AuditEntry.camera_id, camera_id),
-                           (AuditEntry.purpose, purpose), (AuditEntry.decision, decision)):
+                           (AuditEntry.purpose, purpose), (AuditEntry.decision, decision),
+                           (AuditEntry.mode, mode)):
             if value is not None:
                 stmt = stmt.where(col == safe_text(value))  # matches what append stored
         if kind is not None:

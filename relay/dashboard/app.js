@@ -67,6 +67,7 @@ function signOut(message) {
   $("#raw-requests tbody").replaceChildren();
   $("#raw-panel").hidden = true;
   $("#whoami").hidden = true;
+  $("#to-console").hidden = true;
   $("#workspace").hidden = true;
   $("#cameras-panel").hidden = true;
   $("#layout-panel").hidden = true;
@@ -82,6 +83,7 @@ async function start() {
   if (catalog.ok) state.catalog = await catalog.json();
   paintWhoami();
   $("#whoami").hidden = false;
+  $("#to-console").hidden = !hasConsole();
   $("#sign-in-panel").hidden = true;
   $("#workspace").hidden = false;
   $("#cameras-panel").hidden = false;
@@ -104,6 +106,9 @@ function paintWhoami() {
   $("#user-name").textContent = state.user.display_name || state.user.username;
   $("#user-roles").textContent = `(${state.user.roles.map(roleName).join(t("common.list_separator"))})`;
 }
+
+// Administrators, approvers and auditors have their work on the consoles page (/console/).
+function hasConsole() { return ["admin", "audit", "approve_raw"].some(can); }
 
 function can(permission) {
   return Boolean(state.user && state.user.permissions && state.user.permissions.includes(permission));
@@ -383,7 +388,7 @@ async function refreshCameras() {
   if (!can("view")) {
     $("#cameras").replaceChildren();
     $("#cameras-empty").hidden = false;
-    $("#cameras-empty").textContent = t("dash.no_live_video");
+    $("#cameras-empty").textContent = t(hasConsole() ? "dash.console_note" : "dash.no_live_video");
     $("#cameras-count").textContent = "";
     return;
   }
@@ -821,16 +826,17 @@ function relabel() {
     $("#cameras-empty").textContent = t("dash.no_cameras");
     for (const tile of state.tiles.values()) { paintTile(tile); paintHealth($(".health", tile.el), tile.cam.health); }
   } else {
-    $("#cameras-empty").textContent = t("dash.no_live_video");
+    $("#cameras-empty").textContent = t(hasConsole() ? "dash.console_note" : "dash.no_live_video");
   }
   paintRawRequests();
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
+  // Before anything is awaited: a sign-in submitted while the catalogues load must not leave as a form.
+  $("#sign-in").addEventListener("submit", signIn);
   await I18N.init();
   state.config = await (await fetch("/ui/config.json")).json();
   document.addEventListener("i18n:change", relabel);
-  $("#sign-in").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => signOut());
   for (const sel of ["#search", "#filter-district", "#filter-tag", "#filter-health"]) {
     $(sel).addEventListener("input", applyFilters);
