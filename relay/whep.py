@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
@@ -46,6 +47,23 @@ router = APIRouter(prefix="/whep", tags=["whep"], responses=problems(401, 403, 4
 PROBLEMS = problems(400, 413, 415, 429)
 
 MODES = ("anonymized", "raw")
+
+
+class Steps:
+    """How long each step of answering an offer took, for the answer's `Server-Timing` header (what a
+    browser shows beside the request; the browser join benchmark reads it): step names and milliseconds."""
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self.done: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.done.append((name, (now - self._t) * 1000))
+        self._t = now
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.done)
 
 
 class WhepError(HTTPException):
@@ -73,6 +91,7 @@ async def endpoint_options(camera_id: str) -> Response:
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
+    steps = Steps()
     svc = services(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
@@ -91,7 +110,10 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     # Relays share the cameras (relay.cluster): the camera's owner serves it, others answer 307 there (or 503
     # with Retry-After when no relay can take it). Asked before the policy, so a view is decided once.
     camera_path, query = f"/whep/{camera_id}", request.url.query
-    if (elsewhere := await svc.cluster.place(camera_id, camera_path, query)) is not None:
+    elsewhere = await svc.cluster.place(camera_id, camera_path, query)
+    steps.mark("place")
+    if elsewhere is not None:
+        elsewhere.headers["Server-Timing"] = steps.header()
         return elsewhere
     try:
         slot = svc.sessions.quota.take(principal.user_id, principal.username, camera_id)
@@ -101,18 +123,20 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
                                 decision="deny", reason=str(exc), details={"client": client, "status": 429})
         raise WhepError(429, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
     try:
-        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot)
+        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot,
+                            steps)
     finally:
         if not svc.sessions.holds(slot):
             slot.release()  # refused or failed: the session never ran
 
 
 async def _start(request: Request, principal: Principal, camera_id: str, purpose: str, mode: str,
-                 case_ref: str | None, offer: str, client: str, slot: Slot) -> Response:
+                 case_ref: str | None, offer: str, client: str, slot: Slot, steps: Steps) -> Response:
     svc = services(request)
     policy = svc.context.service
     decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
+    steps.mark("authorize")
     if not decision.allowed:
         if await asyncio.to_thread(policy.camera_runtime, camera_id) is None:
             raise WhepError(404, f"unknown camera {camera_id!r}")
@@ -127,6 +151,7 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
     except Exception as exc:
         log.warning("subscribe to %s failed: %s", camera_id, type(exc).__name__)
         raise WhepError(503, f"camera {camera_id!r} cannot be streamed right now") from None
+    steps.mark("subscribe")
 
     # Logged as started before negotiation: no media can flow that the access log does not know about.
     try:
@@ -135,6 +160,7 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
     except Exception:
         subscription.close()
         raise
+    steps.mark("session")
     try:
         answer, pc = await answer_offer(offer, subscription, ice=ice_settings_from(svc.settings))
     except SdpError as exc:
@@ -146,6 +172,7 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
         await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
         raise
 
+    steps.mark("negotiate")
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
                                    subscription, etag, slot=slot))
@@ -157,6 +184,7 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
     links = ice_server_links(svc.settings, session_id)
     if links:
         headers["Link"] = links
+    headers["Server-Timing"] = steps.header()
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
 
 

@@ -12,6 +12,8 @@ from tests.app.faces import FaceProbe
 from tests.app.whep_client import delete, open_viewer
 
 SESSION_URL = re.compile(rf"^/whep/{CAMERA}/sessions/[A-Za-z0-9_-]+$")
+SERVER_TIMING = re.compile(r"^place;dur=[0-9.]+, authorize;dur=[0-9.]+, subscribe;dur=[0-9.]+, "
+                           r"session;dur=[0-9.]+, negotiate;dur=[0-9.]+$")
 
 
 def entries(relay: Relay, kind: str, session_id: str) -> list:
@@ -25,6 +27,8 @@ async def test_anonymized_view_end_to_end(relay: Relay, faces: FaceProbe) -> Non
     assert SESSION_URL.match(viewer.location), viewer.location
     assert viewer.headers["etag"].startswith('"')
     assert viewer.headers["x-view-mode"] == "anonymized"
+    # Where the answer's time went, by step (for the browser's network panel and the join benchmark).
+    assert SERVER_TIMING.match(viewer.headers["server-timing"]), viewer.headers["server-timing"]
     assert viewer.text.startswith("v=0") and "m=video" in viewer.text
     try:
         frames = await viewer.frames(40, timeout=40)
