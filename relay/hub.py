@@ -1,8 +1,14 @@
 """Fan-out of one rendition's encoded packets to its viewers, on the event loop.
 
 Each viewer has a bounded queue. A viewer that falls behind loses its queue and waits for the next keyframe
-(which it asks for): it never holds up the encoder or the other viewers. A new viewer starts on a keyframe
-requested when it first pulls a packet, so joining takes about a frame interval rather than a GOP."""
+(which it asks for): it never holds up the encoder or the other viewers.
+
+A new viewer starts on a keyframe, asked for when it subscribes (while its peer connection is still being
+negotiated and connected, so the IDR is usually there by the time its first packet is pulled), or, when the
+encoder emitted one less than FRESH_START_S ago (another viewer's, or the GOP's), on that one, which the hub
+holds with the packets since: several viewers joining at once cost one IDR, not one each (the encoder
+rate-limits them, which would keep the later ones waiting). What a viewer starts on is never older than
+FRESH_START_S: one that connects later than that starts on a new IDR instead."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import av
@@ -18,6 +25,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from relay import metrics
 
 log = logging.getLogger("relay.hub")
+
+FRESH_START_S = 0.3  # a viewer may start on a keyframe at most this old (then catches up at once)
 
 
 class Subscription:
@@ -36,12 +45,15 @@ class Subscription:
         self._ready = asyncio.Event()
         self._waiting_keyframe = True
         self._started = False
+        self._start_at = -1e9  # when the keyframe at the head of the queue reached the hub (monotonic)
+        self._asked_at = -1e9  # when a keyframe was last asked for on this viewer's behalf
         self._on_close: list[Callable[[Subscription], None]] = []
         self.track = PacketTrack(self)
 
     def request_keyframe(self) -> None:
         """Ask the shared encoder for an IDR (PLI/FIR from this viewer); rate-limited by the encoder."""
         if not self.closed:
+            self._asked_at = self.hub.clock()
             self.hub.request_keyframe()
 
     def on_close(self, callback: Callable[[Subscription], None]) -> None:
@@ -63,31 +75,46 @@ class Subscription:
         if self.track.readyState != "ended":
             self.track.stop()
 
-    def _offer(self, packet: av.Packet) -> None:
+    def _offer(self, packet: av.Packet, at: float) -> None:
+        if len(self._queue) >= self.max_queue:
+            # Behind by a whole queue: what is queued is stale. Start over at the next keyframe.
+            self._queue.clear()
+            self._waiting_keyframe = True
+            if self._started:  # (before its first pull, the viewer is still connecting: no drop yet)
+                self.drops += 1
+                metrics.VIEWER_DROPS.labels(self.camera_id, self.hub.rendition).inc()
+                if not packet.is_keyframe:
+                    self.request_keyframe()
         if self._waiting_keyframe:
             if not packet.is_keyframe:
                 return
             self._waiting_keyframe = False
-        if len(self._queue) >= self.max_queue:
-            # Behind by a whole queue: what is queued is stale. Start over at the next keyframe.
-            self._queue.clear()
-            self.drops += 1
-            metrics.VIEWER_DROPS.labels(self.camera_id, self.hub.rendition).inc()
-            if not packet.is_keyframe:
-                self._waiting_keyframe = True
-                self.hub.request_keyframe()
-                return
+            self._start_at = at
         self._queue.append(packet)
+        self._ready.set()
+
+    def _seed(self, packets: list[av.Packet], keyframe_at: float) -> None:
+        """Start on packets the hub holds: a recent keyframe and what followed it."""
+        self._queue.extend(packets)
+        self._waiting_keyframe = False
+        self._start_at = keyframe_at
         self._ready.set()
 
     async def next_packet(self) -> av.Packet:
         if not self._started:
-            # The viewer starts now (a peer connection may take a while to connect after subscribing):
-            # whatever queued meanwhile is stale, so start it on a fresh IDR.
+            # The viewer starts now (its peer connection connected). It starts on the keyframe queued since
+            # it subscribed if that is recent, or on the one asked for lately, still to come; otherwise
+            # what queued meanwhile is stale, so it starts on a fresh IDR.
             self._started = True
-            self._queue.clear()
-            self._waiting_keyframe = True
-            self.request_keyframe()
+            now = self.hub.clock()
+            if self._queue:
+                fresh = now - self._start_at <= FRESH_START_S
+            else:
+                fresh = now - self._asked_at <= FRESH_START_S
+            if not fresh:
+                self._queue.clear()
+                self._waiting_keyframe = True
+                self.request_keyframe()
         while not self._queue:
             if self.closed:
                 raise MediaStreamError
@@ -126,13 +153,16 @@ class Hub:
     """Packets of one camera rendition ("anonymized" or "raw") to every subscriber. Loop-thread only."""
 
     def __init__(self, camera_id: str, rendition: str, codec: str, request_keyframe: Callable[[], None], *,
-                 max_queue: int = 30) -> None:
+                 max_queue: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.camera_id = camera_id
         self.rendition = rendition
         self.codec = codec
         self.max_queue = max_queue
         self._request_keyframe = request_keyframe
+        self.clock = clock
         self._subscribers: list[Subscription] = []
+        self._recent: list[av.Packet] = []  # the last keyframe and the packets since, while it is fresh
+        self._recent_at = -1e9
         self._on_empty: list[Callable[[Hub], None]] = []
         self.packets_published = 0
         self.closed = False  # the rendition stopped: its subscriptions ended from this side, not the viewer's
@@ -149,7 +179,11 @@ class Hub:
         sub = Subscription(self, self.max_queue)
         self._subscribers.append(sub)
         metrics.VIEWERS.labels(self.camera_id, self.rendition).set(len(self._subscribers))
-        return sub  # its first recv asks for the IDR it starts on
+        if self._recent and self.clock() - self._recent_at <= FRESH_START_S:
+            sub._seed(self._recent, self._recent_at)  # a keyframe came moments ago: start on it
+        else:
+            sub.request_keyframe()  # now, so that it is there by the time the viewer has connected
+        return sub
 
     def request_keyframe(self) -> None:
         metrics.KEYFRAME_REQUESTS.labels(self.camera_id, self.rendition).inc()
@@ -157,13 +191,24 @@ class Hub:
             self._request_keyframe()
 
     def publish(self, packets: list[av.Packet]) -> None:
+        now = self.clock()
         for packet in packets:
             self.packets_published += 1
+            self._hold(packet, now)
             for sub in list(self._subscribers):
-                sub._offer(packet)
+                sub._offer(packet, now)
+
+    def _hold(self, packet: av.Packet, now: float) -> None:
+        if packet.is_keyframe:
+            self._recent, self._recent_at = [packet], now
+        elif self._recent and now - self._recent_at <= FRESH_START_S and len(self._recent) < self.max_queue:
+            self._recent.append(packet)
+        elif self._recent:
+            self._recent = []  # too old to start anyone on
 
     def close(self) -> None:
         self.closed = True
+        self._recent = []
         for sub in list(self._subscribers):
             sub.close()
 

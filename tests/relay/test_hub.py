@@ -1,5 +1,6 @@
-"""Fan-out: every viewer gets the same packets from one encoder, starts on a keyframe, and a viewer that
-does not keep up loses only its own packets."""
+"""Fan-out: every viewer gets the same packets from one encoder, starts on a keyframe (asked for as it
+subscribes, or one the encoder emitted moments before), and a viewer that does not keep up loses only its own
+packets."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from relay.encoder import SharedEncoder
-from relay.hub import Hub
+from relay.hub import FRESH_START_S, Hub
 from tests.relay.conftest import Sample, render
 
 pytestmark = pytest.mark.timeout(30)
 
 
 class Feed:
-    """A real encoder feeding a hub, as the pipeline's worker does (here on the loop, frame by frame)."""
+    """A real encoder feeding a hub, as the pipeline's worker does (here on the loop, frame by frame). The
+    hub's clock is the feed's: 25 frames a second."""
 
     def __init__(self, sample: Sample, gop_s: float = 10.0, max_queue: int = 30) -> None:
         self.encoder = SharedEncoder("h264", gop_s=gop_s, min_keyframe_interval_s=0.0)
-        self.hub = Hub("cam", "anonymized", "h264", self.encoder.request_keyframe, max_queue=max_queue)
+        self.hub = Hub("cam", "anonymized", "h264", self.encoder.request_keyframe, max_queue=max_queue,
+                       clock=lambda: self.index / 25)
         self.sample = sample
         self.index = 0
 
@@ -35,10 +38,10 @@ class Feed:
 
 async def test_new_subscriber_starts_on_a_requested_keyframe(sample: Sample) -> None:
     feed = Feed(sample)
-    feed.step(5)  # the GOP's IDR is long gone
-    sub = feed.hub.subscribe()
+    feed.step(10)  # the GOP's IDR is 0.4 s old: too old to start on
+    sub = feed.hub.subscribe()  # asks for an IDR
     first = asyncio.ensure_future(sub.next_packet())
-    await asyncio.sleep(0)  # the first pull asks for an IDR
+    await asyncio.sleep(0)  # the first pull does not ask again: the IDR asked for moments ago is coming
     feed.step(1)
     packet = await asyncio.wait_for(first, 2)
     assert packet.is_keyframe
@@ -105,3 +108,44 @@ async def test_stopping_the_track_closes_the_subscription(sample: Sample) -> Non
     sub = feed.hub.subscribe()
     sub.track.stop()  # what aiortc does when the peer connection closes
     assert sub.closed and feed.hub.subscribers == 0
+
+
+async def test_keyframe_asked_for_on_joining_is_there_when_the_viewer_has_connected(sample: Sample) -> None:
+    feed = Feed(sample)
+    feed.step(10)
+    sub = feed.hub.subscribe()  # the WHEP request: the IDR is asked for now, not once connected
+    feed.step(3)  # ICE and DTLS take a few frame intervals; the IDR and two frames queue meanwhile
+    packets = [await asyncio.wait_for(sub.next_packet(), 2) for _ in range(3)]  # connected: first pull
+    assert packets[0].is_keyframe and not any(p.is_keyframe for p in packets[1:])
+    assert feed.encoder.keyframes_forced == 1  # no second IDR for the first pull
+    assert sub.queued == 0
+    sub.close()
+
+
+async def test_viewers_joining_moments_apart_start_on_one_keyframe(sample: Sample) -> None:
+    feed = Feed(sample)
+    feed.step(10)
+    first = feed.hub.subscribe()
+    feed.step(3)
+    second = feed.hub.subscribe()  # 3 frames after the first viewer's IDR: it starts on that one
+    feed.step(2)
+    a = [await first.next_packet() for _ in range(5)]
+    b = [await second.next_packet() for _ in range(5)]
+    assert a[0].is_keyframe and all(x is y for x, y in zip(a, b, strict=True))
+    assert feed.encoder.keyframes_forced == 1
+
+
+async def test_viewer_that_connects_late_starts_on_a_fresh_keyframe(sample: Sample) -> None:
+    feed = Feed(sample)
+    feed.step(10)
+    sub = feed.hub.subscribe()
+    feed.step(round(FRESH_START_S * 25) + 5)  # its IDR, queued on joining, is now older than FRESH_START_S
+    stale = sub.queued
+    pull = asyncio.ensure_future(sub.next_packet())
+    await asyncio.sleep(0)  # the first pull drops what queued and asks for a new IDR
+    assert stale > 0 and sub.queued == 0
+    feed.step(1)
+    packet = await asyncio.wait_for(pull, 2)
+    assert packet.is_keyframe and feed.encoder.keyframes_forced == 2
+    assert packet.pts == feed.encoder._last_pts  # the frame just encoded, not the stale IDR
+    sub.close()
