@@ -53,8 +53,8 @@ class Steps:
     """How long each step of answering an offer took, for the answer's `Server-Timing` header (what a
     browser shows beside the request; the browser join benchmark reads it): step names and milliseconds."""
 
-    def __init__(self) -> None:
-        self._t = time.perf_counter()
+    def __init__(self, since: float | None = None) -> None:
+        self._t = time.perf_counter() if since is None else since
         self.done: list[tuple[str, float]] = []
 
     def mark(self, name: str) -> None:
@@ -91,7 +91,8 @@ async def endpoint_options(camera_id: str) -> Response:
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
-    steps = Steps()
+    steps = Steps(getattr(request.state, "received_at", None))
+    steps.mark("auth")  # from the request's arrival: the middleware, and authentication (`principal`)
     svc = services(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
@@ -153,26 +154,36 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
         raise WhepError(503, f"camera {camera_id!r} cannot be streamed right now") from None
     steps.mark("subscribe")
 
-    # Logged as started before negotiation: no media can flow that the access log does not know about.
+    # The session is logged as started (a database transaction, on a thread) while the offer is negotiated
+    # here (aiortc, on the loop). The answer, without which the viewer cannot connect at all, goes out only
+    # once both are done: no media can flow that the access log does not know about.
+    opening = asyncio.ensure_future(asyncio.to_thread(policy.open_session, principal, camera_id, purpose,
+                                                      decision, client, svc.cluster.id))
+    ice = ice_settings_from(svc.settings)
+    negotiating = asyncio.ensure_future(answer_offer(offer, subscription, ice=ice))
     try:
-        session_id = await asyncio.to_thread(policy.open_session, principal, camera_id, purpose, decision,
-                                             client, svc.cluster.id)
-    except Exception:
+        await asyncio.wait((opening, negotiating))
+    except asyncio.CancelledError:  # the request was cancelled (the viewer went away) meanwhile
+        negotiating.cancel()
         subscription.close()
+        opening.add_done_callback(lambda done: _close_if_opened(done, policy, "viewer left while joining"))
         raise
-    steps.mark("session")
-    try:
-        answer, pc = await answer_offer(offer, subscription, ice=ice_settings_from(svc.settings))
-    except SdpError as exc:
+    if (failed := opening.exception()) is not None:  # not logged: no view
         subscription.close()
-        await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
-        await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
-    except BaseException:
+        if negotiating.exception() is None:
+            await negotiating.result()[1].close()
+        raise failed
+    session_id = opening.result()
+    steps.mark("session-negotiate")
+    if (exc := negotiating.exception()) is not None:
         subscription.close()
+        if isinstance(exc, SdpError):
+            await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
+            await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
         await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
-        raise
+        raise exc
+    answer, pc = negotiating.result()
 
-    steps.mark("negotiate")
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
                                    subscription, etag, slot=slot))
@@ -186,6 +197,18 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
         headers["Link"] = links
     headers["Server-Timing"] = steps.header()
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
+
+
+_closing: set[asyncio.Future[None]] = set()
+
+
+def _close_if_opened(opening: asyncio.Future[str], policy: Any, reason: str) -> None:
+    """A session logged as started for a join that did not finish: log it as ended."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    task = asyncio.ensure_future(asyncio.to_thread(policy.close_session, opening.result(), reason))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _query_problem(purpose: str | None, mode: str, case_ref: str | None) -> str | None:
