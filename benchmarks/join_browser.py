@@ -4,10 +4,10 @@ the time is split where it goes.
 Per join (all in the page, `performance.now()`): POST -> answer (the WHEP request, following a 307 when
 there is one), answer -> ICE connected, ICE -> DTLS connected, connected -> first frame presented
 (`requestVideoFrameCallback`), and the total POST -> first frame. The relay's own `Server-Timing` header
-splits its part of POST -> answer (place, authorize, subscribe, session, negotiate).
+splits its part of POST -> answer (auth, place, authorize, subscribe, session and negotiation).
 
 Warm joins (the camera is already watched: a first viewer in the page keeps it up), one after another with a
-pause, closed (DELETE) after each. Three ways in:
+pause, closed (DELETE) after each. Three ways in, taken in turn join by join:
 
 - `single`: one `cctv-relay serve` on SQLite, no cluster (benchmarks.join's RelayUnderTest);
 - `direct`: two replicas on a private PostgreSQL behind an ingress (a small reverse proxy here, as in
@@ -15,7 +15,10 @@ pause, closed (DELETE) after each. Three ways in:
 - `redirect`: the same, the POST sent to the other replica, which answers 307 to the owner's
   `/r/{replica}/whep/...`; the browser's fetch follows it with the offer.
 
-The camera is the relay's sample RTSP camera (GStreamer) looping a 720p25 street clip, anonymized."""
+`--against DIR` runs another revision's relays (a checkout: `git worktree add` or `git archive`) beside this
+one's, the joins alternating between them, so the two are compared under the same load (their ratio is in
+the JSON). The camera is the relay's sample RTSP camera (GStreamer) looping a street clip (720p25 by default,
+`--size`), anonymized."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ import httpx
 
 from benchmarks.common import Postgres, machine_info, write_results
 from benchmarks.join import CAMERA as SINGLE_CAMERA
-from benchmarks.join import RelayUnderTest, rtsp_camera, sample_clip, summary
+from benchmarks.join import REPO, RelayUnderTest, rtsp_camera, sample_clip, summary
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -155,79 +159,97 @@ class Ingress:
 # -- the runs -------------------------------------------------------------------------------------------
 
 
-async def browser_joins(page_url: str, path: str, token: str, via_keep: str, via_joins: str, joins: int,
-                        pause_s: float) -> list[dict[str, Any]]:
+@dataclass
+class Way:
+    """One way in, for one revision of the relay: the page to join from, the WHEP path, whom to ask."""
+
+    how: str  # single, direct, redirect
+    version: str  # "current", or the label of the revision compared against
+    page_url: str
+    path: str
+    token: str
+    via: str = ""  # the replica the POST goes to (the ingress's X-Bench-Via), "" without a cluster
+    owner: str = ""  # the replica the keeper joins through (it claims the camera)
+
+
+async def browser_joins(ways: list[Way], joins: int, pause_s: float) -> dict[str, dict[str, list[Any]]]:
+    """Every way in, in turn, `joins` times: one page per (revision, origin), each with a keeper viewer
+    holding the camera. Interleaved, so that every way meets the same load."""
     from playwright.async_api import async_playwright
 
+    out: dict[str, dict[str, list[Any]]] = {}
     async with async_playwright() as pw:
         with tempfile.TemporaryDirectory(prefix="cctv-join-browser-") as profile:
             browser = await pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM,
                                                                   headless=True, args=CHROMIUM_ARGS)
             try:
-                page = await browser.new_page()
-                await page.goto(page_url)
-                keeper = await page.evaluate(JOIN, {"path": path, "token": token, "via": via_keep,
-                                                    "keep": True})
-                if keeper.get("status") != 201:
-                    raise RuntimeError(f"keeper refused: {keeper}")
+                pages: dict[tuple[str, str], Any] = {}
+                for way in ways:
+                    key = (way.version, way.page_url)
+                    if key in pages:
+                        continue
+                    pages[key] = page = await browser.new_page()
+                    await page.goto(way.page_url)
+                    keeper = await page.evaluate(JOIN, {"path": way.path, "token": way.token,
+                                                        "via": way.owner, "keep": True})
+                    if keeper.get("status") != 201:
+                        raise RuntimeError(f"keeper refused: {keeper}")
                 await asyncio.sleep(2.0)
-                out = []
                 for _ in range(joins):
-                    r = await page.evaluate(JOIN, {"path": path, "token": token, "via": via_joins,
-                                                   "keep": False})
-                    if r.get("status") != 201:
-                        raise RuntimeError(f"join refused: {r}")
-                    out.append(r)
-                    await asyncio.sleep(pause_s)
+                    for way in ways:
+                        r = await pages[(way.version, way.page_url)].evaluate(
+                            JOIN, {"path": way.path, "token": way.token, "via": way.via, "keep": False})
+                        if r.get("status") != 201:
+                            raise RuntimeError(f"join refused: {r}")
+                        out.setdefault(way.version, {}).setdefault(way.how, []).append(r)
+                        await asyncio.sleep(pause_s)
                 return out
             finally:
                 await browser.close()
 
 
-def run_single(url: str, joins: int, pause_s: float) -> list[dict[str, Any]]:
-    with RelayUnderTest(url, linger_s=30) as relay:
-        path = f"/whep/{SINGLE_CAMERA}?purpose=public_safety"
-        page = relay.base_url + "/healthz"
-        return asyncio.run(browser_joins(page, path, relay.token, "", "", joins, pause_s))
+def single(stack: contextlib.ExitStack, url: str, version: str, repo: Path) -> list[Way]:
+    relay = stack.enter_context(RelayUnderTest(url, linger_s=30, repo=repo))
+    path = f"/whep/{SINGLE_CAMERA}?purpose=public_safety"
+    return [Way("single", version, relay.base_url + "/healthz", path, relay.token)]
 
 
-def run_cluster(url: str, joins: int, pause_s: float) -> dict[str, list[dict[str, Any]]]:
+def cluster(stack: contextlib.ExitStack, pg: Postgres, url: str, version: str, repo: Path,
+            database: str) -> list[Way]:
+    """Two replicas of `repo`'s relay on a database of their own, behind an ingress."""
     from policies.context import build_context
     from policies.settings import PolicySettings
     from relay.cluster.store import LeaseStore
     from tests.app.conftest import CAMERA, seed
     from tests.cluster.replicas import SIGNING_KEY, TOKEN_SECRET, Cluster, Replica, free_port
 
-    tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-join-browser-"))
-    out: dict[str, list[dict[str, Any]]] = {}
-    with Postgres() as pg:
-        db = pg.create("relay")
-        ctx = build_context(PolicySettings(database_url=db, token_secret=TOKEN_SECRET,
-                                           audit_signing_key=SIGNING_KEY))
-        seed(ctx, tmp, url)
-        LeaseStore(ctx.db.engine, "bench").create_tables()
-        ctx.db.dispose()
-        c = Cluster({}, db)
-        for rid in ("relay-0", "relay-1"):
-            c.replicas[rid] = Replica(rid, free_port(), c.env(rid, CCTV_LINGER_S="30"), tmp / f"{rid}.log")
-            c.replicas[rid].start()
-        try:
-            ingress = Ingress({rid: r.base for rid, r in c.replicas.items()})
-            with ingress.serving() as base:
-                path = f"/whep/{CAMERA}?purpose=public_safety"
-                token = c.token()
-                # relay-0 is asked first (no owner yet), so it claims the camera and owns it for the run.
-                for how, via in (("direct", "relay-0"), ("redirect", "relay-1")):
-                    out[how] = asyncio.run(browser_joins(base + "/bench", path, token, "relay-0", via, joins,
-                                                         pause_s))
-        finally:
-            for r in c.replicas.values():
-                if r.alive():
-                    r.terminate()
-                    with contextlib.suppress(Exception):
-                        assert r.proc is not None
-                        r.proc.wait(20)
-    return out
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cctv-bench-join-browser-")))
+    db = pg.create(database)
+    ctx = build_context(PolicySettings(database_url=db, token_secret=TOKEN_SECRET,
+                                       audit_signing_key=SIGNING_KEY))
+    seed(ctx, tmp, url)
+    LeaseStore(ctx.db.engine, "bench").create_tables()
+    ctx.db.dispose()
+    c = Cluster({}, db)
+
+    def stop() -> None:
+        for r in c.replicas.values():
+            if r.alive():
+                r.terminate()
+                with contextlib.suppress(Exception):
+                    assert r.proc is not None
+                    r.proc.wait(20)
+
+    stack.callback(stop)
+    for rid in ("relay-0", "relay-1"):
+        c.replicas[rid] = Replica(rid, free_port(), c.env(rid, CCTV_LINGER_S="30"), tmp / f"{rid}.log",
+                                  repo=repo)
+        c.replicas[rid].start()
+    base = stack.enter_context(Ingress({rid: r.base for rid, r in c.replicas.items()}).serving())
+    path, token = f"/whep/{CAMERA}?purpose=public_safety", c.token()
+    # The keeper joins through relay-0 first (no owner yet): relay-0 claims the camera for the run.
+    return [Way("direct", version, base + "/bench", path, token, via="relay-0", owner="relay-0"),
+            Way("redirect", version, base + "/bench", path, token, via="relay-1", owner="relay-0")]
 
 
 def server_steps(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -242,35 +264,57 @@ def server_steps(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--joins", type=int, default=20)
+    ap.add_argument("--joins", type=int, default=20, help="joins per way in (and per revision)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between joins")
-    ap.add_argument("--label", default="", help="a name for this run, kept in the JSON (e.g. before/after)")
     ap.add_argument("--only", nargs="*", default=["single", "cluster"])
+    ap.add_argument("--against", type=Path, help="a checkout of another revision (git worktree or archive): "
+                    "its relays run beside this one's, joins alternating between them")
+    ap.add_argument("--against-label", default="before")
+    ap.add_argument("--size", default="1280x720", help="the camera's picture (WxH); each revision anonymizes "
+                    "it once per way of running (single, cluster): 640x360 keeps 4 pipelines on 2 cores")
     ap.add_argument("--out", default="join_browser")
     args = ap.parse_args()
+    versions = [("current", REPO)] + ([(args.against_label, args.against.resolve())] if args.against else [])
     load_before = os.getloadavg()
-    rows: dict[str, list[dict[str, Any]]] = {}
-    with rtsp_camera(sample_clip()) as url:
-        if "single" in args.only:
-            rows["single"] = run_single(url, args.joins, args.pause)
-        if "cluster" in args.only:
-            rows.update(run_cluster(url, args.joins, args.pause))
+    with contextlib.ExitStack() as stack:
+        width, height = (int(x) for x in args.size.split("x"))
+        url = stack.enter_context(rtsp_camera(sample_clip(width, height)))
+        ways: list[Way] = []
+        pg = stack.enter_context(Postgres()) if "cluster" in args.only else None
+        for n, (version, repo) in enumerate(versions):
+            if "single" in args.only:
+                ways += single(stack, url, version, repo)
+            if pg is not None:
+                ways += cluster(stack, pg, url, version, repo, f"relay_{n}")
+        rows = asyncio.run(browser_joins(ways, args.joins, args.pause))
+    load_after = os.getloadavg()
     result: dict[str, Any] = {
-        "what": "headless Chromium joins a watched 720p25 anonymized camera over WHEP (offer POSTed before "
-                "gathering, as the dashboard does); warm joins",
-        "label": args.label, "target_p95_ms": TARGET_P95_MS, "joins": args.joins, "pause_s": args.pause,
-        "phases_ms": {how: {ph: summary([r[ph] for r in rs if r[ph] == r[ph]]) for ph in PHASES}
-                      for how, rs in rows.items()},
-        "server_timing_p50_ms": {how: server_steps(rs) for how, rs in rows.items()},
-        "samples": rows, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+        "what": "headless Chromium joins a watched anonymized camera over WHEP (offer POSTed before "
+                "gathering, as the dashboard does); warm joins; phases from the page's performance.now()",
+        "target_p95_ms": TARGET_P95_MS, "joins": args.joins, "pause_s": args.pause,
+        "camera": f"{args.size} 25 fps",
+        "versions": {v: str(r) for v, r in versions},
+        "phases_ms": {v: {how: {ph: summary([r[ph] for r in rs if r[ph] == r[ph]]) for ph in PHASES}
+                          for how, rs in by_how.items()} for v, by_how in rows.items()},
+        "server_timing_p50_ms": {v: {how: server_steps(rs) for how, rs in by_how.items()}
+                                 for v, by_how in rows.items()},
+        "samples": rows, "load_avg_before": load_before, "load_avg_after": load_after,
         "machine": machine_info(),
-        "note": "shared 2-core machine with other work running (see load averages)",
+        "note": "shared 2-core machine with other work running (see load averages); revisions interleaved "
+                "join by join, so their ratio holds under the same load",
     }
+    if args.against:
+        result["ratio_current_to_" + args.against_label] = {
+            how: {ph: round(result["phases_ms"]["current"][how][ph]["p50"]
+                            / result["phases_ms"][args.against_label][how][ph]["p50"], 2)
+                  for ph in ("post_answer", "connected_frame", "total")}
+            for how in result["phases_ms"]["current"]}
     write_results(args.out, result, _plot(result))
-    for how, phases in result["phases_ms"].items():
-        print(how, " ".join(f"{ph} p50 {v['p50']:.0f} p95 {v['p95']:.0f}" for ph, v in phases.items()),
-              result["server_timing_p50_ms"][how])
-    print("load", load_before, os.getloadavg())
+    for v, by_how in result["phases_ms"].items():
+        for how, phases in by_how.items():
+            print(v, how, " ".join(f"{ph} p50 {x['p50']:.0f} p95 {x['p95']:.0f}" for ph, x in phases.items()),
+                  result["server_timing_p50_ms"][v][how])
+    print("load", load_before, load_after)
     return 0
 
 
@@ -280,22 +324,26 @@ def _plot(result: dict[str, Any]) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ways = list(result["phases_ms"])
-    parts = ("post_answer", "answer_ice", "ice_connected", "connected_frame")
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    left = [0.0] * len(ways)
-    for part in parts:
-        vals = [result["phases_ms"][w][part]["p50"] for w in ways]
-        ax.barh(ways, vals, left=left, label=part.replace("_", " -> ", 1) if part != "ice_connected"
-                else "ICE -> DTLS connected")
+    rows = [(f"{how} ({v})", phases) for v, by_how in result["phases_ms"].items()
+            for how, phases in by_how.items()]
+    parts = {"post_answer": "POST -> answer", "answer_ice": "answer -> ICE connected",
+             "ice_connected": "ICE -> DTLS connected", "connected_frame": "connected -> first frame"}
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows)))
+    names = [name for name, _ in rows]
+    left = [0.0] * len(rows)
+    for part, label in parts.items():
+        vals = [phases[part]["p50"] for _, phases in rows]
+        ax.barh(names, vals, left=left, label=label)
         left = [a + b for a, b in zip(left, vals, strict=True)]
-    for i, w in enumerate(ways):
-        p95 = result["phases_ms"][w]["total"]["p95"]
-        ax.plot([p95], [i], "k|", markersize=18)
-        ax.annotate(f"p95 {p95:.0f}", (p95, i), xytext=(4, 6), textcoords="offset points", fontsize=8)
+    for i, (_, phases) in enumerate(rows):
+        p95 = phases["total"]["p95"]
+        ax.plot([p95], [i], "k|", markersize=14)
+        ax.annotate(f"p95 {p95:.0f}", (p95, i), xytext=(4, 4), textcoords="offset points", fontsize=7)
     ax.axvline(TARGET_P95_MS, color="tab:red", linestyle="--", label=f"target p95 {TARGET_P95_MS} ms")
-    ax.set_xlabel("ms (bars: medians of each phase; |: p95 of the total)")
-    ax.set_title(f"Chromium WHEP warm join {result['label']}".strip())
+    load = result["load_avg_before"][0], result["load_avg_after"][0]
+    ax.set_xlabel("ms (bars: medians of each phase, stacked; |: p95 of POST -> first frame)")
+    ax.set_title(f"Chromium WHEP warm join (load average {load[0]:.1f} -> {load[1]:.1f} on 2 cores)")
+    ax.invert_yaxis()
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
