@@ -3,12 +3,12 @@
 Each viewer has a bounded queue. A viewer that falls behind loses its queue and waits for the next keyframe
 (which it asks for): it never holds up the encoder or the other viewers.
 
-A new viewer starts on a keyframe, asked for when it subscribes (while its peer connection is still being
-negotiated and connected, so the IDR is usually there by the time its first packet is pulled), or, when the
-encoder emitted one less than FRESH_START_S ago (another viewer's, or the GOP's), on that one, which the hub
-holds with the packets since: several viewers joining at once cost one IDR, not one each (the encoder
-rate-limits them, which would keep the later ones waiting). What a viewer starts on is never older than
-FRESH_START_S: one that connects later than that starts on a new IDR instead."""
+A new viewer starts on a keyframe that is the newest frame, never on a backlog: frames queued while it
+connected would reach it in one burst, stamped for times already past, which a browser's jitter buffer
+takes for network delay and keeps as added latency. Its IDR is asked for when its ICE connects
+(`prepare`: the DTLS handshake is still to come) or else at its first pull, and is forced at the encoder's
+next frame (only PLIs are rate-limited there). When the newest frame the hub has seen is a keyframe under
+FRESH_START_S old (the GOP's, or another viewer's), the viewer starts on it without asking."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from relay import metrics
 
 log = logging.getLogger("relay.hub")
 
-FRESH_START_S = 0.3  # a viewer may start on a keyframe at most this old (then catches up at once)
+FRESH_START_S = 0.3  # a viewer starts on a keyframe at most this old, or waits this long for one asked
 
 
 class Subscription:
@@ -45,16 +45,31 @@ class Subscription:
         self._ready = asyncio.Event()
         self._waiting_keyframe = True
         self._started = False
-        self._start_at = -1e9  # when the keyframe at the head of the queue reached the hub (monotonic)
-        self._asked_at = -1e9  # when a keyframe was last asked for on this viewer's behalf
+        self._start_at = -1e9  # when the keyframe at the head of the queue reached the hub (hub.clock)
+        self._asked_at = -1e9  # when the keyframe it starts on was last asked for
         self._on_close: list[Callable[[Subscription], None]] = []
         self.track = PacketTrack(self)
 
     def request_keyframe(self) -> None:
         """Ask the shared encoder for an IDR (PLI/FIR from this viewer); rate-limited by the encoder."""
         if not self.closed:
-            self._asked_at = self.hub.clock()
             self.hub.request_keyframe()
+
+    def prepare(self) -> None:
+        """The viewer is about to start (its ICE connected; DTLS follows): ask for the IDR it starts on
+        now, and keep only what comes from it on."""
+        if self._started or self.closed:
+            return
+        self._queue.clear()
+        self._waiting_keyframe = True
+        self._request_start()
+
+    def _request_start(self) -> None:
+        """The IDR this viewer starts on: at the encoder's next frame, not rate-limited like PLIs (a viewer
+        whose IDR went stale while it connected would otherwise wait out the interval)."""
+        if not self.closed:
+            self._asked_at = self.hub.clock()
+            self.hub.request_keyframe(joining=True)
 
     def on_close(self, callback: Callable[[Subscription], None]) -> None:
         self._on_close.append(callback)
@@ -93,28 +108,28 @@ class Subscription:
         self._queue.append(packet)
         self._ready.set()
 
-    def _seed(self, packets: list[av.Packet], keyframe_at: float) -> None:
-        """Start on packets the hub holds: a recent keyframe and what followed it."""
-        self._queue.extend(packets)
+    def _seed(self, keyframe: av.Packet, at: float) -> None:
+        """Start on the keyframe the hub holds (the newest frame)."""
+        self._queue.append(keyframe)
         self._waiting_keyframe = False
-        self._start_at = keyframe_at
+        self._start_at = at
         self._ready.set()
 
     async def next_packet(self) -> av.Packet:
         if not self._started:
-            # The viewer starts now (its peer connection connected). It starts on the keyframe queued since
-            # it subscribed if that is recent, or on the one asked for lately, still to come; otherwise
-            # what queued meanwhile is stale, so it starts on a fresh IDR.
+            # The viewer starts now (its peer connection connected): on a keyframe that is the newest frame,
+            # or on the one asked for moments ago, still to come; never on a backlog (see the module).
             self._started = True
             now = self.hub.clock()
             if self._queue:
-                fresh = now - self._start_at <= FRESH_START_S
+                ready = (len(self._queue) == 1 and self._queue[0].is_keyframe
+                         and now - self._start_at <= FRESH_START_S)
             else:
-                fresh = now - self._asked_at <= FRESH_START_S
-            if not fresh:
+                ready = now - self._asked_at <= FRESH_START_S
+            if not ready:
                 self._queue.clear()
                 self._waiting_keyframe = True
-                self.request_keyframe()
+                self._request_start()
         while not self._queue:
             if self.closed:
                 raise MediaStreamError
@@ -152,7 +167,7 @@ class PacketTrack(MediaStreamTrack):
 class Hub:
     """Packets of one camera rendition ("anonymized" or "raw") to every subscriber. Loop-thread only."""
 
-    def __init__(self, camera_id: str, rendition: str, codec: str, request_keyframe: Callable[[], None], *,
+    def __init__(self, camera_id: str, rendition: str, codec: str, request_keyframe: Callable[..., None], *,
                  max_queue: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.camera_id = camera_id
         self.rendition = rendition
@@ -161,7 +176,7 @@ class Hub:
         self._request_keyframe = request_keyframe
         self.clock = clock
         self._subscribers: list[Subscription] = []
-        self._recent: list[av.Packet] = []  # the last keyframe and the packets since, while it is fresh
+        self._recent: av.Packet | None = None  # the newest packet, when it is a keyframe
         self._recent_at = -1e9
         self._on_empty: list[Callable[[Hub], None]] = []
         self.packets_published = 0
@@ -179,16 +194,17 @@ class Hub:
         sub = Subscription(self, self.max_queue)
         self._subscribers.append(sub)
         metrics.VIEWERS.labels(self.camera_id, self.rendition).set(len(self._subscribers))
-        if self._recent and self.clock() - self._recent_at <= FRESH_START_S:
-            sub._seed(self._recent, self._recent_at)  # a keyframe came moments ago: start on it
-        else:
-            sub.request_keyframe()  # now, so that it is there by the time the viewer has connected
-        return sub
+        if self._recent is not None and self.clock() - self._recent_at <= FRESH_START_S:
+            sub._seed(self._recent, self._recent_at)  # the newest frame is a keyframe: start on it
+        return sub  # else its IDR is asked for when its ICE connects, or at its first pull
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, *, joining: bool = False) -> None:
         metrics.KEYFRAME_REQUESTS.labels(self.camera_id, self.rendition).inc()
         with contextlib.suppress(Exception):
-            self._request_keyframe()
+            if joining:
+                self._request_keyframe(joining=True)
+            else:
+                self._request_keyframe()
 
     def publish(self, packets: list[av.Packet]) -> None:
         now = self.clock()
@@ -200,15 +216,13 @@ class Hub:
 
     def _hold(self, packet: av.Packet, now: float) -> None:
         if packet.is_keyframe:
-            self._recent, self._recent_at = [packet], now
-        elif self._recent and now - self._recent_at <= FRESH_START_S and len(self._recent) < self.max_queue:
-            self._recent.append(packet)
-        elif self._recent:
-            self._recent = []  # too old to start anyone on
+            self._recent, self._recent_at = packet, now
+        else:
+            self._recent = None
 
     def close(self) -> None:
         self.closed = True
-        self._recent = []
+        self._recent = None
         for sub in list(self._subscribers):
             sub.close()
 

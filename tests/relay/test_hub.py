@@ -1,6 +1,6 @@
-"""Fan-out: every viewer gets the same packets from one encoder, starts on a keyframe (asked for as it
-subscribes, or one the encoder emitted moments before), and a viewer that does not keep up loses only its own
-packets."""
+"""Fan-out: every viewer gets the same packets from one encoder, starts on a keyframe that is the newest
+frame (asked for when its ICE connects or at its first pull, or one the encoder has just emitted), never on a
+backlog, and a viewer that does not keep up loses only its own packets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from relay.encoder import SharedEncoder
-from relay.hub import FRESH_START_S, Hub
+from relay.hub import Hub
 from tests.relay.conftest import Sample, render
 
 pytestmark = pytest.mark.timeout(30)
@@ -21,8 +21,9 @@ class Feed:
     """A real encoder feeding a hub, as the pipeline's worker does (here on the loop, frame by frame). The
     hub's clock is the feed's: 25 frames a second."""
 
-    def __init__(self, sample: Sample, gop_s: float = 10.0, max_queue: int = 30) -> None:
-        self.encoder = SharedEncoder("h264", gop_s=gop_s, min_keyframe_interval_s=0.0)
+    def __init__(self, sample: Sample, gop_s: float = 10.0, max_queue: int = 30,
+                 min_keyframe_interval_s: float = 0.0) -> None:
+        self.encoder = SharedEncoder("h264", gop_s=gop_s, min_keyframe_interval_s=min_keyframe_interval_s)
         self.hub = Hub("cam", "anonymized", "h264", self.encoder.request_keyframe, max_queue=max_queue,
                        clock=lambda: self.index / 25)
         self.sample = sample
@@ -38,10 +39,10 @@ class Feed:
 
 async def test_new_subscriber_starts_on_a_requested_keyframe(sample: Sample) -> None:
     feed = Feed(sample)
-    feed.step(10)  # the GOP's IDR is 0.4 s old: too old to start on
-    sub = feed.hub.subscribe()  # asks for an IDR
+    feed.step(5)  # the GOP's IDR is long gone
+    sub = feed.hub.subscribe()
     first = asyncio.ensure_future(sub.next_packet())
-    await asyncio.sleep(0)  # the first pull does not ask again: the IDR asked for moments ago is coming
+    await asyncio.sleep(0)  # the first pull asks for an IDR
     feed.step(1)
     packet = await asyncio.wait_for(first, 2)
     assert packet.is_keyframe
@@ -110,42 +111,61 @@ async def test_stopping_the_track_closes_the_subscription(sample: Sample) -> Non
     assert sub.closed and feed.hub.subscribers == 0
 
 
-async def test_keyframe_asked_for_on_joining_is_there_when_the_viewer_has_connected(sample: Sample) -> None:
-    feed = Feed(sample)
-    feed.step(10)
-    sub = feed.hub.subscribe()  # the WHEP request: the IDR is asked for now, not once connected
-    feed.step(3)  # ICE and DTLS take a few frame intervals; the IDR and two frames queue meanwhile
-    packets = [await asyncio.wait_for(sub.next_packet(), 2) for _ in range(3)]  # connected: first pull
-    assert packets[0].is_keyframe and not any(p.is_keyframe for p in packets[1:])
-    assert feed.encoder.keyframes_forced == 1  # no second IDR for the first pull
-    assert sub.queued == 0
-    sub.close()
-
-
-async def test_viewers_joining_moments_apart_start_on_one_keyframe(sample: Sample) -> None:
-    feed = Feed(sample)
-    feed.step(10)
-    first = feed.hub.subscribe()
-    feed.step(3)
-    second = feed.hub.subscribe()  # 3 frames after the first viewer's IDR: it starts on that one
-    feed.step(2)
-    a = [await first.next_packet() for _ in range(5)]
-    b = [await second.next_packet() for _ in range(5)]
-    assert a[0].is_keyframe and all(x is y for x, y in zip(a, b, strict=True))
-    assert feed.encoder.keyframes_forced == 1
-
-
-async def test_viewer_that_connects_late_starts_on_a_fresh_keyframe(sample: Sample) -> None:
+async def test_keyframe_asked_for_when_ice_connects_is_what_the_viewer_starts_on(sample: Sample) -> None:
     feed = Feed(sample)
     feed.step(10)
     sub = feed.hub.subscribe()
-    feed.step(round(FRESH_START_S * 25) + 5)  # its IDR, queued on joining, is now older than FRESH_START_S
-    stale = sub.queued
+    feed.step(3)  # negotiating: nothing asked for yet, what queues (nothing: no keyframe) is not kept
+    sub.prepare()  # ICE connected: the IDR is asked for now, while DTLS completes
+    feed.step(1)
+    packet = await asyncio.wait_for(sub.next_packet(), 2)  # DTLS done: the first pull takes that IDR
+    assert packet.is_keyframe and feed.encoder.keyframes_forced == 1  # not asked for twice
+    sub.close()
+
+
+async def test_viewer_never_starts_on_a_backlog(sample: Sample) -> None:
+    feed = Feed(sample)
+    feed.step(10)
+    sub = feed.hub.subscribe()
+    sub.prepare()
+    feed.step(3)  # the IDR and two frames after it queued before the first pull: a burst, stale
     pull = asyncio.ensure_future(sub.next_packet())
-    await asyncio.sleep(0)  # the first pull drops what queued and asks for a new IDR
-    assert stale > 0 and sub.queued == 0
+    await asyncio.sleep(0)  # dropped; a new IDR asked for
+    assert sub.queued == 0
     feed.step(1)
     packet = await asyncio.wait_for(pull, 2)
+    assert packet.is_keyframe and packet.pts == feed.encoder._last_pts  # the newest frame
+    assert feed.encoder.keyframes_forced == 2
+    feed.step(1)
+    assert sub.queued == 1  # then frame by frame, as they come
+    sub.close()
+
+
+async def test_viewer_joining_right_after_a_keyframe_starts_on_it(sample: Sample) -> None:
+    feed = Feed(sample)
+    feed.step(10)
+    first = feed.hub.subscribe()
+    first.prepare()
+    feed.step(1)  # its IDR: the newest frame
+    second = feed.hub.subscribe()  # starts on that IDR, without asking for another
+    a, b = await first.next_packet(), await second.next_packet()
+    assert a is b and a.is_keyframe and feed.encoder.keyframes_forced == 1
+    feed.step(1)
+    third = feed.hub.subscribe()  # the newest frame is not a keyframe: this one asks
+    assert third.queued == 0
+    for sub in (first, second, third):
+        sub.close()
+
+
+async def test_late_viewers_fresh_keyframe_is_not_held_by_the_pli_interval(sample: Sample) -> None:
+    feed = Feed(sample, min_keyframe_interval_s=0.5)  # the relay's: PLI storms cost an IDR per 0.5 s
+    feed.step(10)
+    sub = feed.hub.subscribe()
+    sub.prepare()  # ICE connected: IDR forced at the next frame
+    feed.step(2)  # DTLS took longer: the IDR and a frame after it queued; the last forced IDR is 0.08 s old
+    pull = asyncio.ensure_future(sub.next_packet())
+    await asyncio.sleep(0)
+    feed.step(1)  # the next frame is the IDR it starts on, not one 0.5 s after the last
+    packet = await asyncio.wait_for(pull, 2)
     assert packet.is_keyframe and feed.encoder.keyframes_forced == 2
-    assert packet.pts == feed.encoder._last_pts  # the frame just encoded, not the stale IDR
     sub.close()
