@@ -2,7 +2,7 @@
 session, a DELETE on the session URL ends it.
 
     POST   /whep/{camera_id}?purpose=...&mode=anonymized|raw&case_ref=...   (Content-Type: application/sdp)
-           -> 201 Created, SDP answer, Location: /whep/{camera_id}/sessions/{id}, ETag
+           -> 201 Created, SDP answer, Location: /whep/{camera_id}/sessions/{id}, ETag, Server-Timing
     DELETE /whep/{camera_id}/sessions/{id}   (the viewer who opened it, or an admin) -> 200
     PATCH  /whep/{camera_id}/sessions/{id}   -> 405 (no trickle ICE: the answer carries all candidates)
     OPTIONS on both                          -> 204 with Allow / Accept-Post (CORS preflight when configured)
@@ -14,9 +14,10 @@ relay.webrtc.check_offer) → the query (400; these refusals of form are logged 
 the session caps (429 with Retry-After, relay.quotas; logged as a denied view request) → the policy
 decision (403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are
 listed in the public register, so viewers learn nothing secret). The session is logged as started
-before any media can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and
-ends it, with its reason logged, when its decision expires or is revoked, or the peer goes away. This
-module is the protocol only: routes, status codes and headers."""
+(while the offer is negotiated; the answer waits for both) before any media can flow; then it runs in
+relay.sessions, whose watchdog re-checks it every second and ends it, with its reason logged, when its
+decision expires or is revoked, or the peer goes away. This module is the protocol only: routes, status
+codes and headers."""
 
 
 from __future__ import annotations
