@@ -16,16 +16,15 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
-from benchmarks.common import machine_info, write_results
+from benchmarks.common import Postgres, machine_info, write_results
 from benchmarks.join import sample_clip, summary
 from policies.context import build_context
 from policies.settings import PolicySettings
@@ -41,41 +40,8 @@ from tests.cluster.replicas import (
     free_port,
     stalled,
 )
-from tests.policies.conftest import PG_BIN, _as_postgres
 
 IDS = ("relay-0", "relay-1", "relay-2")
-
-
-class Postgres:
-    """A throwaway PostgreSQL cluster on a unix socket (as the tests start one)."""
-
-    def __enter__(self) -> Postgres:
-        self.root = Path(tempfile.mkdtemp(prefix="cctv-bench-pg-"))
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self.user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
-        data = self.root / "data"
-        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
-                                     "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
-        opts = f"-p 5432 -k {self.root} -c listen_addresses='' -c max_connections=200"
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
-                                     str(self.root / "log"), "-w", "start"]), check=True, capture_output=True)
-        return self
-
-    def url(self, db: str = "postgres") -> str:
-        return f"postgresql+psycopg://{self.user}@/{db}?host={self.root}&port=5432"
-
-    def create(self, name: str) -> str:
-        admin = create_engine(self.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return self.url(name)
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
-                                     "stop"]), capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def lease_load(url: str, cameras: int = 1000, replicas: int = 3, seconds: float = 20.0) -> dict[str, Any]:

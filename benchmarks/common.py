@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,41 @@ def engine_version() -> str:
     except OSError:
         commit = "unknown"
     return f"{commit} (source {digest.hexdigest()[:12]})"
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a unix socket (as the tests start one)."""
+
+    def __enter__(self) -> Postgres:
+        from tests.policies.conftest import PG_BIN, _as_postgres
+
+        self.root = Path(tempfile.mkdtemp(prefix="cctv-bench-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+        data = self.root / "data"
+        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
+                                     "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+        opts = f"-p 5432 -k {self.root} -c listen_addresses='' -c max_connections=200"
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
+                                     str(self.root / "log"), "-w", "start"]), check=True, capture_output=True)
+        return self
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql+psycopg://{self.user}@/{db}?host={self.root}&port=5432"
+
+    def create(self, name: str) -> str:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return self.url(name)
+
+    def __exit__(self, *exc: object) -> None:
+        from tests.policies.conftest import PG_BIN, _as_postgres
+
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
+                                     "stop"]), capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -91,6 +91,7 @@ class RelayUnderTest:
     base_url: str = ""
     token: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    repo: Path = REPO  # the checkout whose relay runs (another revision's, to compare under the same load)
 
     def __enter__(self) -> RelayUnderTest:
         import yaml
@@ -122,7 +123,7 @@ class RelayUnderTest:
             (tmp / "relay.yaml").write_text(yaml.safe_dump({**config, "port": port}))
             cmd = [sys.executable, "-m", "relay.cli", "serve", "--config", str(tmp / "relay.yaml")]
             with open(tmp / "relay.log", "wb") as log:
-                self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+                self.proc = subprocess.Popen(cmd, cwd=self.repo, stdout=subprocess.DEVNULL, stderr=log)
 
         self.launch(start, lambda: f"relay did not start: {(tmp / 'relay.log').read_text()[-2000:]}")
         r = httpx.post(self.base_url + "/api/auth/login", json={"username": USER, "password": PASSWORD})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -135,7 +136,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
                            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type", "If-Match"],
                            expose_headers=["Location", "ETag", "Link", "Accept-Patch", "X-View-Mode",
-                                           "X-View-Purpose", "X-View-Expires"])
+                                           "X-View-Purpose", "X-View-Expires", "Server-Timing"])
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -157,6 +158,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     app.add_middleware(ReplicaPrefix, replica_id=settings.replica_id,
                        draining=lambda: started() and app_services(app).cluster.draining,
                        database_ok=lambda: started() and app_services(app).cluster.database_ok())
+    app.add_middleware(Received)
 
     app.include_router(auth.router, responses=problems(401))
     for module in (api, grants_api, audit_api, console_api, register):
@@ -168,6 +170,19 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     _add_relay_routes(app)
     app.mount("/static", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
     return app
+
+
+class Received:
+    """When the request reached the app (`request.state.received_at`, perf_counter seconds): the WHEP
+    answer's Server-Timing counts from there, the middleware and authentication included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["received_at"] = time.perf_counter()
+        await self.app(scope, receive, send)
 
 
 def _add_relay_routes(app: FastAPI) -> None:

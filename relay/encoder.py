@@ -36,15 +36,19 @@ class SharedEncoder:
         self._size: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._keyframe_wanted = False
+        self._keyframe_joining = False
         self._last_forced = -1e9
         self._last_pts = -1
         self._t0: float | None = None
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, *, joining: bool = False) -> None:
         """Ask for an IDR soon: at the next frame, or once `min_keyframe_interval_s` has passed since the
-        last forced one (a storm of PLIs from many viewers costs one IDR per interval)."""
+        last forced one (a storm of PLIs from many viewers costs one IDR per interval). `joining`: for a
+        viewer starting (relay.hub): at the next frame whatever the interval. Joins are bounded by the
+        session quotas, and viewers joining within moments of an IDR start on it without asking."""
         with self._lock:
             self._keyframe_wanted = True
+            self._keyframe_joining = self._keyframe_joining or joining
 
     def _open(self, width: int, height: int) -> av.video.codeccontext.VideoCodecContext:
         bitrate = self.bitrate or _default_bitrate(width, height, self.fps)
@@ -81,9 +85,10 @@ class SharedEncoder:
         self._last_pts = pts
         frame.pts, frame.time_base = pts, VIDEO_CLOCK
         with self._lock:
-            force = self._keyframe_wanted and arrival - self._last_forced >= self.min_keyframe_interval_s
+            force = self._keyframe_wanted and (self._keyframe_joining
+                                               or arrival - self._last_forced >= self.min_keyframe_interval_s)
             if force:
-                self._keyframe_wanted = False
+                self._keyframe_wanted = self._keyframe_joining = False
                 self._last_forced = arrival
         frame.pict_type = PictureType.I if force else PictureType.NONE
         packets = self._ctx.encode(frame)
@@ -92,7 +97,7 @@ class SharedEncoder:
             self.keyframes_forced += 1
         elif any(p.is_keyframe for p in packets):
             with self._lock:  # a scheduled IDR answers pending requests too
-                self._keyframe_wanted = False
+                self._keyframe_wanted = self._keyframe_joining = False
         for packet in packets:
             packet.time_base = VIDEO_CLOCK
         return packets

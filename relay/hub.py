@@ -1,8 +1,14 @@
 """Fan-out of one rendition's encoded packets to its viewers, on the event loop.
 
 Each viewer has a bounded queue. A viewer that falls behind loses its queue and waits for the next keyframe
-(which it asks for): it never holds up the encoder or the other viewers. A new viewer starts on a keyframe
-requested when it first pulls a packet, so joining takes about a frame interval rather than a GOP."""
+(which it asks for): it never holds up the encoder or the other viewers.
+
+A new viewer starts on a keyframe that is the newest frame, never on a backlog: frames queued while it
+connected would reach it in one burst, stamped for times already past, which a browser's jitter buffer
+takes for network delay and keeps as added latency. Its IDR is asked for when its ICE connects
+(`prepare`: the DTLS handshake is still to come) or else at its first pull, and is forced at the encoder's
+next frame (only PLIs are rate-limited there). When the newest frame the hub has seen is a keyframe under
+FRESH_START_S old (the GOP's, or another viewer's), the viewer starts on it without asking."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import av
@@ -18,6 +25,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from relay import metrics
 
 log = logging.getLogger("relay.hub")
+
+FRESH_START_S = 0.3  # a viewer starts on a keyframe at most this old, or waits this long for one asked
 
 
 class Subscription:
@@ -36,6 +45,8 @@ class Subscription:
         self._ready = asyncio.Event()
         self._waiting_keyframe = True
         self._started = False
+        self._start_at = -1e9  # when the keyframe at the head of the queue reached the hub (hub.clock)
+        self._asked_at = -1e9  # when the keyframe it starts on was last asked for
         self._on_close: list[Callable[[Subscription], None]] = []
         self.track = PacketTrack(self)
 
@@ -43,6 +54,22 @@ class Subscription:
         """Ask the shared encoder for an IDR (PLI/FIR from this viewer); rate-limited by the encoder."""
         if not self.closed:
             self.hub.request_keyframe()
+
+    def prepare(self) -> None:
+        """The viewer is about to start (its ICE connected; DTLS follows): ask for the IDR it starts on
+        now, and keep only what comes from it on."""
+        if self._started or self.closed:
+            return
+        self._queue.clear()
+        self._waiting_keyframe = True
+        self._request_start()
+
+    def _request_start(self) -> None:
+        """The IDR this viewer starts on: at the encoder's next frame, not rate-limited like PLIs (a viewer
+        whose IDR went stale while it connected would otherwise wait out the interval)."""
+        if not self.closed:
+            self._asked_at = self.hub.clock()
+            self.hub.request_keyframe(joining=True)
 
     def on_close(self, callback: Callable[[Subscription], None]) -> None:
         self._on_close.append(callback)
@@ -63,31 +90,46 @@ class Subscription:
         if self.track.readyState != "ended":
             self.track.stop()
 
-    def _offer(self, packet: av.Packet) -> None:
+    def _offer(self, packet: av.Packet, at: float) -> None:
+        if len(self._queue) >= self.max_queue:
+            # Behind by a whole queue: what is queued is stale. Start over at the next keyframe.
+            self._queue.clear()
+            self._waiting_keyframe = True
+            if self._started:  # (before its first pull, the viewer is still connecting: no drop yet)
+                self.drops += 1
+                metrics.VIEWER_DROPS.labels(self.camera_id, self.hub.rendition).inc()
+                if not packet.is_keyframe:
+                    self.request_keyframe()
         if self._waiting_keyframe:
             if not packet.is_keyframe:
                 return
             self._waiting_keyframe = False
-        if len(self._queue) >= self.max_queue:
-            # Behind by a whole queue: what is queued is stale. Start over at the next keyframe.
-            self._queue.clear()
-            self.drops += 1
-            metrics.VIEWER_DROPS.labels(self.camera_id, self.hub.rendition).inc()
-            if not packet.is_keyframe:
-                self._waiting_keyframe = True
-                self.hub.request_keyframe()
-                return
+            self._start_at = at
         self._queue.append(packet)
+        self._ready.set()
+
+    def _seed(self, keyframe: av.Packet, at: float) -> None:
+        """Start on the keyframe the hub holds (the newest frame)."""
+        self._queue.append(keyframe)
+        self._waiting_keyframe = False
+        self._start_at = at
         self._ready.set()
 
     async def next_packet(self) -> av.Packet:
         if not self._started:
-            # The viewer starts now (a peer connection may take a while to connect after subscribing):
-            # whatever queued meanwhile is stale, so start it on a fresh IDR.
+            # The viewer starts now (its peer connection connected): on a keyframe that is the newest frame,
+            # or on the one asked for moments ago, still to come; never on a backlog (see the module).
             self._started = True
-            self._queue.clear()
-            self._waiting_keyframe = True
-            self.request_keyframe()
+            now = self.hub.clock()
+            if self._queue:
+                ready = (len(self._queue) == 1 and self._queue[0].is_keyframe
+                         and now - self._start_at <= FRESH_START_S)
+            else:
+                ready = now - self._asked_at <= FRESH_START_S
+            if not ready:
+                self._queue.clear()
+                self._waiting_keyframe = True
+                self._request_start()
         while not self._queue:
             if self.closed:
                 raise MediaStreamError
@@ -125,14 +167,17 @@ class PacketTrack(MediaStreamTrack):
 class Hub:
     """Packets of one camera rendition ("anonymized" or "raw") to every subscriber. Loop-thread only."""
 
-    def __init__(self, camera_id: str, rendition: str, codec: str, request_keyframe: Callable[[], None], *,
-                 max_queue: int = 30) -> None:
+    def __init__(self, camera_id: str, rendition: str, codec: str, request_keyframe: Callable[..., None], *,
+                 max_queue: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.camera_id = camera_id
         self.rendition = rendition
         self.codec = codec
         self.max_queue = max_queue
         self._request_keyframe = request_keyframe
+        self.clock = clock
         self._subscribers: list[Subscription] = []
+        self._recent: av.Packet | None = None  # the newest packet, when it is a keyframe
+        self._recent_at = -1e9
         self._on_empty: list[Callable[[Hub], None]] = []
         self.packets_published = 0
         self.closed = False  # the rendition stopped: its subscriptions ended from this side, not the viewer's
@@ -149,21 +194,35 @@ class Hub:
         sub = Subscription(self, self.max_queue)
         self._subscribers.append(sub)
         metrics.VIEWERS.labels(self.camera_id, self.rendition).set(len(self._subscribers))
-        return sub  # its first recv asks for the IDR it starts on
+        if self._recent is not None and self.clock() - self._recent_at <= FRESH_START_S:
+            sub._seed(self._recent, self._recent_at)  # the newest frame is a keyframe: start on it
+        return sub  # else its IDR is asked for when its ICE connects, or at its first pull
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, *, joining: bool = False) -> None:
         metrics.KEYFRAME_REQUESTS.labels(self.camera_id, self.rendition).inc()
         with contextlib.suppress(Exception):
-            self._request_keyframe()
+            if joining:
+                self._request_keyframe(joining=True)
+            else:
+                self._request_keyframe()
 
     def publish(self, packets: list[av.Packet]) -> None:
+        now = self.clock()
         for packet in packets:
             self.packets_published += 1
+            self._hold(packet, now)
             for sub in list(self._subscribers):
-                sub._offer(packet)
+                sub._offer(packet, now)
+
+    def _hold(self, packet: av.Packet, now: float) -> None:
+        if packet.is_keyframe:
+            self._recent, self._recent_at = packet, now
+        else:
+            self._recent = None
 
     def close(self) -> None:
         self.closed = True
+        self._recent = None
         for sub in list(self._subscribers):
             sub.close()
 

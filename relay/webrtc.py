@@ -224,6 +224,12 @@ async def answer_offer(offer_sdp: str, subscription: Subscription, *, ice: IceSe
             await pc.close()
         raise
 
+    @pc.on("iceconnectionstatechange")
+    def _on_ice_state() -> None:
+        # Connected: DTLS comes next, then the first pull; the IDR it starts on is asked for now.
+        if pc.iceConnectionState in ("connected", "completed"):
+            subscription.prepare()
+
     @pc.on("connectionstatechange")
     async def _on_state() -> None:
         if pc.connectionState in ("failed", "closed"):

@@ -2,7 +2,7 @@
 session, a DELETE on the session URL ends it.
 
     POST   /whep/{camera_id}?purpose=...&mode=anonymized|raw&case_ref=...   (Content-Type: application/sdp)
-           -> 201 Created, SDP answer, Location: /whep/{camera_id}/sessions/{id}, ETag
+           -> 201 Created, SDP answer, Location: /whep/{camera_id}/sessions/{id}, ETag, Server-Timing
     DELETE /whep/{camera_id}/sessions/{id}   (the viewer who opened it, or an admin) -> 200
     PATCH  /whep/{camera_id}/sessions/{id}   -> 405 (no trickle ICE: the answer carries all candidates)
     OPTIONS on both                          -> 204 with Allow / Accept-Post (CORS preflight when configured)
@@ -14,9 +14,10 @@ relay.webrtc.check_offer) → the query (400; these refusals of form are logged 
 the session caps (429 with Retry-After, relay.quotas; logged as a denied view request) → the policy
 decision (403 with its reason; logged by the policy service) → unknown camera (404: the same cameras are
 listed in the public register, so viewers learn nothing secret). The session is logged as started
-before any media can flow; then it runs in relay.sessions, whose watchdog re-checks it every second and
-ends it, with its reason logged, when its decision expires or is revoked, or the peer goes away. This
-module is the protocol only: routes, status codes and headers."""
+(while the offer is negotiated; the answer waits for both) before any media can flow; then it runs in
+relay.sessions, whose watchdog re-checks it every second and ends it, with its reason logged, when its
+decision expires or is revoked, or the peer goes away. This module is the protocol only: routes, status
+codes and headers."""
 
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
@@ -46,6 +48,23 @@ router = APIRouter(prefix="/whep", tags=["whep"], responses=problems(401, 403, 4
 PROBLEMS = problems(400, 413, 415, 429)
 
 MODES = ("anonymized", "raw")
+
+
+class Steps:
+    """How long each step of answering an offer took, for the answer's `Server-Timing` header (what a
+    browser shows beside the request; the browser join benchmark reads it): step names and milliseconds."""
+
+    def __init__(self, since: float | None = None) -> None:
+        self._t = time.perf_counter() if since is None else since
+        self.done: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.done.append((name, (now - self._t) * 1000))
+        self._t = now
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.done)
 
 
 class WhepError(HTTPException):
@@ -73,6 +92,8 @@ async def endpoint_options(camera_id: str) -> Response:
 async def start_view(camera_id: str, request: Request, principal: Viewer, purpose: str | None = None,
                      mode: str = "anonymized", case_ref: str | None = None) -> Response:
     """Start watching `camera_id` for `purpose`: the body is the viewer's SDP offer (recvonly video)."""
+    steps = Steps(getattr(request.state, "received_at", None))
+    steps.mark("auth")  # from the request's arrival: the middleware, and authentication (`principal`)
     svc = services(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
@@ -91,7 +112,10 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
     # Relays share the cameras (relay.cluster): the camera's owner serves it, others answer 307 there (or 503
     # with Retry-After when no relay can take it). Asked before the policy, so a view is decided once.
     camera_path, query = f"/whep/{camera_id}", request.url.query
-    if (elsewhere := await svc.cluster.place(camera_id, camera_path, query)) is not None:
+    elsewhere = await svc.cluster.place(camera_id, camera_path, query)
+    steps.mark("place")
+    if elsewhere is not None:
+        elsewhere.headers["Server-Timing"] = steps.header()
         return elsewhere
     try:
         slot = svc.sessions.quota.take(principal.user_id, principal.username, camera_id)
@@ -101,18 +125,20 @@ async def start_view(camera_id: str, request: Request, principal: Viewer, purpos
                                 decision="deny", reason=str(exc), details={"client": client, "status": 429})
         raise WhepError(429, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
     try:
-        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot)
+        return await _start(request, principal, camera_id, purpose, mode, case_ref, offer, client, slot,
+                            steps)
     finally:
         if not svc.sessions.holds(slot):
             slot.release()  # refused or failed: the session never ran
 
 
 async def _start(request: Request, principal: Principal, camera_id: str, purpose: str, mode: str,
-                 case_ref: str | None, offer: str, client: str, slot: Slot) -> Response:
+                 case_ref: str | None, offer: str, client: str, slot: Slot, steps: Steps) -> Response:
     svc = services(request)
     policy = svc.context.service
     decision = await asyncio.to_thread(policy.authorize_view, principal, camera_id, purpose, mode,
                                        case_ref or None, client)
+    steps.mark("authorize")
     if not decision.allowed:
         if await asyncio.to_thread(policy.camera_runtime, camera_id) is None:
             raise WhepError(404, f"unknown camera {camera_id!r}")
@@ -127,24 +153,37 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
     except Exception as exc:
         log.warning("subscribe to %s failed: %s", camera_id, type(exc).__name__)
         raise WhepError(503, f"camera {camera_id!r} cannot be streamed right now") from None
+    steps.mark("subscribe")
 
-    # Logged as started before negotiation: no media can flow that the access log does not know about.
+    # The session is logged as started (a database transaction, on a thread) while the offer is negotiated
+    # here (aiortc, on the loop). The answer, without which the viewer cannot connect at all, goes out only
+    # once both are done: no media can flow that the access log does not know about.
+    opening = asyncio.ensure_future(asyncio.to_thread(policy.open_session, principal, camera_id, purpose,
+                                                      decision, client, svc.cluster.id))
+    ice = ice_settings_from(svc.settings)
+    negotiating = asyncio.ensure_future(answer_offer(offer, subscription, ice=ice))
     try:
-        session_id = await asyncio.to_thread(policy.open_session, principal, camera_id, purpose, decision,
-                                             client, svc.cluster.id)
-    except Exception:
+        await asyncio.wait((opening, negotiating))
+    except asyncio.CancelledError:  # the request was cancelled (the viewer went away) meanwhile
+        negotiating.cancel()
         subscription.close()
+        opening.add_done_callback(lambda done: _close_if_opened(done, policy, "viewer left while joining"))
         raise
-    try:
-        answer, pc = await answer_offer(offer, subscription, ice=ice_settings_from(svc.settings))
-    except SdpError as exc:
+    if (failed := opening.exception()) is not None:  # not logged: no view
         subscription.close()
-        await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
-        await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
-    except BaseException:
+        if negotiating.exception() is None:
+            await negotiating.result()[1].close()
+        raise failed
+    session_id = opening.result()
+    steps.mark("session-negotiate")
+    if (exc := negotiating.exception()) is not None:
         subscription.close()
+        if isinstance(exc, SdpError):
+            await asyncio.to_thread(policy.close_session, session_id, f"offer refused: {exc}")
+            await _refuse(request, principal, 400, f"SDP offer refused: {exc}")
         await asyncio.to_thread(policy.close_session, session_id, "negotiation failed")
-        raise
+        raise exc
+    answer, pc = negotiating.result()
 
     etag = '"' + hashlib.sha256(f"{session_id}:{answer}".encode()).hexdigest()[:32] + '"'
     svc.sessions.add(ViewerSession(session_id, camera_id, principal, purpose, decision.mode, pc,
@@ -157,7 +196,20 @@ async def _start(request: Request, principal: Principal, camera_id: str, purpose
     links = ice_server_links(svc.settings, session_id)
     if links:
         headers["Link"] = links
+    headers["Server-Timing"] = steps.header()
     return Response(answer, status_code=201, media_type="application/sdp", headers=headers)
+
+
+_closing: set[asyncio.Future[None]] = set()
+
+
+def _close_if_opened(opening: asyncio.Future[str], policy: Any, reason: str) -> None:
+    """A session logged as started for a join that did not finish: log it as ended."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    task = asyncio.ensure_future(asyncio.to_thread(policy.close_session, opening.result(), reason))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _query_problem(purpose: str | None, mode: str, case_ref: str | None) -> str | None:

@@ -80,7 +80,7 @@ def _no_video(app: Any, ctx: PolicyContext) -> None:
         runtime = await asyncio.to_thread(ctx.service.camera_runtime, camera_id)
         if runtime is None or not runtime.enabled:
             raise UnknownCamera(camera_id)
-        return Hub(camera_id, "raw" if raw else "anonymized", "h264", lambda: None).subscribe()
+        return Hub(camera_id, "raw" if raw else "anonymized", "h264", lambda **_: None).subscribe()
 
     async def no_pipeline(spec: Any) -> Any:
         raise RuntimeError("these tests pull no camera")

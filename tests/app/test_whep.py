@@ -12,6 +12,8 @@ from tests.app.faces import FaceProbe
 from tests.app.whep_client import delete, open_viewer
 
 SESSION_URL = re.compile(rf"^/whep/{CAMERA}/sessions/[A-Za-z0-9_-]+$")
+SERVER_TIMING = re.compile(r"^auth;dur=[0-9.]+, place;dur=[0-9.]+, authorize;dur=[0-9.]+, "
+                           r"subscribe;dur=[0-9.]+, session-negotiate;dur=[0-9.]+$")
 
 
 def entries(relay: Relay, kind: str, session_id: str) -> list:
@@ -25,6 +27,8 @@ async def test_anonymized_view_end_to_end(relay: Relay, faces: FaceProbe) -> Non
     assert SESSION_URL.match(viewer.location), viewer.location
     assert viewer.headers["etag"].startswith('"')
     assert viewer.headers["x-view-mode"] == "anonymized"
+    # Where the answer's time went, by step (for the browser's network panel and the join benchmark).
+    assert SERVER_TIMING.match(viewer.headers["server-timing"]), viewer.headers["server-timing"]
     assert viewer.text.startswith("v=0") and "m=video" in viewer.text
     try:
         frames = await viewer.frames(40, timeout=40)
@@ -147,3 +151,29 @@ async def test_peer_going_away_ends_the_session(relay: Relay) -> None:
     relay.wait_session_closed(viewer.session_id, timeout=15)
     (end,) = entries(relay, "view.end", viewer.session_id)
     assert end.reason.startswith("peer connection")
+
+
+async def test_offer_refused_in_negotiation_ends_the_session_logged_meanwhile(relay: Relay) -> None:
+    """The session is logged as started while the offer is negotiated: an offer that passes the syntax
+    check but cannot be answered (VP8 only; the camera sends H.264) gets a 400, and the session logged
+    meanwhile is logged as ended with the reason; nothing is left running."""
+    from aiortc import RTCPeerConnection, RTCRtpReceiver
+
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        transceiver.setCodecPreferences([c for c in RTCRtpReceiver.getCapabilities("video").codecs
+                                         if c.mimeType.lower() == "video/vp8"])
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+    finally:
+        await pc.close()
+    mark = relay.audit_mark()
+    v = await open_viewer(relay.base_url, CAMERA, token=relay.token("operator"), body=sdp)
+    assert v.status == 400 and "codec" in v.detail(), v.text
+    (start,) = relay.audit(kind="view.start", actor="operator", after=mark)
+    session_id = start.details["session_id"]
+    relay.wait_session_closed(session_id)
+    (end,) = entries(relay, "view.end", session_id)
+    assert end.reason.startswith("offer refused") and "codec" in end.reason
+    assert session_id not in relay.running_sessions()

@@ -42,6 +42,7 @@ class Replica:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    repo: Path = REPO  # the checkout whose relay runs (a benchmark may run another revision's)
 
     @property
     def base(self) -> str:
@@ -51,7 +52,8 @@ class Replica:
         out = open(self.log, "ab")  # noqa: SIM115  (the process keeps it)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            env={**self.env, "PYTHONPATH": str(self.repo)}, stdout=out, stderr=subprocess.STDOUT,
+            cwd=self.repo)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"replica {self.id} exited: {self.log.read_text()[-3000:]}"

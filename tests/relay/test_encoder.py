@@ -57,6 +57,21 @@ def test_output_decodes_and_keyframes_follow_requests(sample: Sample, codec: str
     assert pts[1] - pts[0] == 3600
 
 
+def test_a_joining_viewers_keyframe_is_not_held_by_the_interval(sample: Sample) -> None:
+    enc = SharedEncoder("h264", fps=25, gop_s=10)
+    keyframes = []
+    for i, frame in enumerate(frames(sample, 25)):
+        if i == 5:
+            enc.request_keyframe()  # a PLI: forced at once (none forced yet)
+        if i == 8:
+            enc.request_keyframe(joining=True)  # 0.12 s later: a viewer starting, forced at the next frame
+        if i == 9:
+            enc.request_keyframe()  # a PLI within the interval: deferred to 0.5 s after the IDR at frame 8
+        if any(p.is_keyframe for p in enc.encode(frame, arrival=100 + i / 25)):
+            keyframes.append(i)
+    assert keyframes == [0, 5, 8, 8 + 13]  # 13 frames at 25 fps: the first frame 0.5 s after the one at 8
+
+
 def test_h264_is_constrained_baseline_with_headers_on_every_idr(sample: Sample) -> None:
     enc = SharedEncoder("h264", fps=25, gop_s=1)
     idrs = [p for i, f in enumerate(frames(sample, 30)) for p in enc.encode(f, i / 25) if p.is_keyframe]
