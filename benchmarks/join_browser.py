@@ -27,14 +27,9 @@ import asyncio
 import contextlib
 import os
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from benchmarks.common import Postgres, machine_info, write_results
 from benchmarks.join import CAMERA as SINGLE_CAMERA
@@ -77,7 +72,8 @@ JOIN = """async ({path, token, via, keep}) => {
   const offer = await pc.createOffer();
   t.post = performance.now();
   const response = await fetch(path, { method: "POST", body: offer.sdp,
-    headers: { "Content-Type": "application/sdp", "Authorization": "Bearer " + token, "X-Bench-Via": via } });
+    headers: { "Content-Type": "application/sdp", "Authorization": "Bearer " + token,
+               "X-Ingress-Via": via } });
   const answer = await response.text();
   t.answer = performance.now();
   if (response.status !== 201) { pc.close(); return { status: response.status, detail: answer }; }
@@ -106,67 +102,6 @@ JOIN = """async ({path, token, via, keep}) => {
 }"""
 
 
-# -- the ingress ----------------------------------------------------------------------------------------
-
-
-class Ingress:
-    """What deploy/'s ingress does for the browser: `/r/{replica}/...` to that replica, anything else to a
-    replica (here the one named by the benchmark's `X-Bench-Via` header, so it can pick owner or not).
-    Redirects are passed back to the browser, not followed. A uvicorn server on a thread of its own."""
-
-    def __init__(self, replicas: dict[str, str]) -> None:
-        self.replicas = replicas
-        self.port = 0
-
-    def _app(self) -> Any:
-        from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import HTMLResponse, Response
-        from starlette.routing import Route
-
-        client = httpx.AsyncClient(timeout=30, follow_redirects=False)
-        hop = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
-
-        async def page(request: Request) -> Response:
-            return HTMLResponse("<!doctype html><title>join</title><body></body>")
-
-        async def forward(request: Request) -> Response:
-            path = request.url.path
-            if path.startswith("/r/"):
-                target = self.replicas[path.split("/")[2]]
-            else:
-                target = self.replicas[request.headers.get("x-bench-via") or next(iter(self.replicas))]
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in hop}
-            r = await client.request(request.method, target + path, params=request.url.query or None,
-                                     headers=headers, content=await request.body())
-            return Response(r.content, status_code=r.status_code,
-                            headers={k: v for k, v in r.headers.items() if k.lower() not in hop})
-
-        methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
-        return Starlette(routes=[Route("/bench", page), Route("/{path:path}", forward, methods=methods)])
-
-    @contextlib.contextmanager
-    def serving(self) -> Iterator[str]:
-        import socket
-
-        import uvicorn
-
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self._app(), log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{self.port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            sock.close()
-
-
 # -- the runs -------------------------------------------------------------------------------------------
 
 
@@ -179,7 +114,7 @@ class Way:
     page_url: str
     path: str
     token: str
-    via: str = ""  # the replica the POST goes to (the ingress's X-Bench-Via), "" without a cluster
+    via: str = ""  # the replica the POST goes to (the ingress's X-Ingress-Via), "" without a cluster
     owner: str = ""  # the replica the keeper joins through (it claims the camera)
 
 
@@ -234,6 +169,7 @@ def cluster(stack: contextlib.ExitStack, pg: Postgres, url: str, version: str, r
     from policies.settings import PolicySettings
     from relay.cluster.store import LeaseStore
     from tests.app.conftest import CAMERA, seed
+    from tests.cluster.ingress import Ingress, live_bases
     from tests.cluster.replicas import SIGNING_KEY, TOKEN_SECRET, Cluster, Replica, free_port
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cctv-bench-join-browser-")))
@@ -258,11 +194,11 @@ def cluster(stack: contextlib.ExitStack, pg: Postgres, url: str, version: str, r
         c.replicas[rid] = Replica(rid, free_port(), c.env(rid, CCTV_LINGER_S="30"), tmp / f"{rid}.log",
                                   repo=repo)
         c.replicas[rid].start()
-    base = stack.enter_context(Ingress({rid: r.base for rid, r in c.replicas.items()}).serving())
+    base = stack.enter_context(Ingress(live_bases(c.replicas), prefer=list(c.replicas)).serving())
     path, token = f"/whep/{CAMERA}?purpose=public_safety", c.token()
     # The keeper joins through relay-0 first (no owner yet): relay-0 claims the camera for the run.
-    return [Way("direct", version, base + "/bench", path, token, via="relay-0", owner="relay-0"),
-            Way("redirect", version, base + "/bench", path, token, via="relay-1", owner="relay-0")]
+    return [Way("direct", version, base + "/__blank", path, token, via="relay-0", owner="relay-0"),
+            Way("redirect", version, base + "/__blank", path, token, via="relay-1", owner="relay-0")]
 
 
 def server_steps(rows: list[dict[str, Any]]) -> dict[str, float]:
