@@ -242,9 +242,9 @@ async function saveCamera(event, masksOnly = false) {
   if (!response.ok) { showProblems($("#cam-errors"), await problems(response)); return false; }
   const saved = await response.json();
   $("#cam-errors").replaceChildren();
-  $("#cam-status").textContent = t(cam ? "con.cam_saved" : "con.cam_created", { id: saved.id });
   await loadCameras();
   await editCamera(state.cameras.find((c) => c.id === saved.id) || saved);
+  // Said once the form shows the saved camera (its write-only fields blank again), not before.
   $("#cam-status").textContent = t(cam ? "con.cam_saved" : "con.cam_created", { id: saved.id });
   return true;
 }
