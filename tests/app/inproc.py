@@ -6,15 +6,12 @@ negotiate and run (until the peer, which never connects, times out) without vide
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from aiortc import RTCPeerConnection
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -25,7 +22,7 @@ from relay.app import create_app
 from relay.cameras import UnknownCamera
 from relay.config import load_settings
 from relay.hub import Hub, Subscription
-from tests.app.conftest import CAMERA, bound_socket, seed
+from tests.app.conftest import CAMERA, bound_socket, seed, served
 
 __all__ = ["CAMERA", "Local", "local_app", "recvonly_offer", "served_app"]
 
@@ -101,32 +98,17 @@ def local_app(tmp: Path, **settings: Any) -> Iterator[Local]:
         ctx.db.dispose()
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # runs in a thread
-        pass
-
-
 @contextmanager
 def served_app(tmp: Path, **settings: Any) -> Iterator[tuple[str, Local]]:
     """The app under uvicorn on a free loopback port, for clients that speak real HTTP: (base URL, the
     app as `local_app` gives it, whose client is for looking, not for the requests under test)."""
     ctx, app = _built(tmp, **settings)
     sock = bound_socket()
-    port = int(sock.getsockname()[1])
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.05)
-        _no_video(app, ctx)
-        yield f"http://127.0.0.1:{port}", Local(TestClient(app), ctx, app)
+        with served(app, sock):
+            _no_video(app, ctx)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}", Local(TestClient(app), ctx, app)
     finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
         ctx.db.dispose()
 
 

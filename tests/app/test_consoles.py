@@ -20,12 +20,13 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from policies import files
 from policies.models import Camera
 from tests.app.conftest import PASSWORD, Relay
-from tests.app.test_dashboard import CHROMIUM, CHROMIUM_ARGS, DASHBOARD, axe, catalogue, screenshot
+from tests.app.test_dashboard import DASHBOARD, axe, catalogue, screenshot
+from tests.app.test_dashboard import browser as browser  # the module's fixture: one headless Chromium
 from tests.app.test_privacy_masks import BESIDE, INSIDE, POLYGON, likeness, pixels
 from tests.app.test_privacy_masks import scene as scene  # the module's fixture: the clip's still scene
 from tests.app.whep_client import delete, open_viewer
@@ -36,14 +37,6 @@ MAX_FRAMES = 400
 ROWS = "#audit-table tbody tr"
 TEXTS = "els => els.map(e => e.textContent)"
 KEYED = "els => els.map(e => [e.dataset.i18n, e.textContent])"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def console(browser: Browser, relay: Relay, user: str, locale: str = "en-US") -> Page:

@@ -77,11 +77,8 @@ async def offer_sdp() -> tuple[RTCPeerConnection, str]:
     return pc, pc.localDescription.sdp
 
 
-async def open_viewer(base_url: str, camera_id: str, *, token: str | None,
-                      purpose: str | None = "public_safety", mode: str | None = None,
-                      case_ref: str | None = None, body: str | None = None,
-                      content_type: str = "application/sdp") -> Viewer:
-    """POST an offer to /whep/{camera_id}. On 201 the peer connection is live; else it is closed."""
+async def offering_viewer() -> tuple[RTCPeerConnection, str, Viewer]:
+    """A recvonly peer, its offer, and the Viewer its track is handed to once it arrives (status unset)."""
     pc, sdp = await offer_sdp()
     viewer = Viewer(0, httpx.Headers(), "")
 
@@ -90,6 +87,15 @@ async def open_viewer(base_url: str, camera_id: str, *, token: str | None,
         viewer.track = track
         viewer.got_track.set()
 
+    return pc, sdp, viewer
+
+
+async def open_viewer(base_url: str, camera_id: str, *, token: str | None,
+                      purpose: str | None = "public_safety", mode: str | None = None,
+                      case_ref: str | None = None, body: str | None = None,
+                      content_type: str = "application/sdp") -> Viewer:
+    """POST an offer to /whep/{camera_id}. On 201 the peer connection is live; else it is closed."""
+    pc, sdp, viewer = await offering_viewer()
     query = (("purpose", purpose), ("mode", mode), ("case_ref", case_ref))
     params = {k: v for k, v in query if v is not None}
     headers = {"Content-Type": content_type}

@@ -6,18 +6,16 @@ ingress answers for a dead backend. Every request is noted (method, path, status
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+
+from tests.app.conftest import bound_socket, served
 
 HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
@@ -67,22 +65,9 @@ class Ingress:
     @contextlib.contextmanager
     def serving(self) -> Iterator[str]:
         """Serve on a thread of its own; yields the origin (http://127.0.0.1:port)."""
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self.app(), log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "the ingress did not start"
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            sock.close()
+        sock = bound_socket()
+        with served(self.app(), sock):
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     def seen(self, method: str, prefix: str) -> list[tuple[str, int]]:
         """(path, status) of the requests so far with this method whose path starts with `prefix`."""

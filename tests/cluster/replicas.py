@@ -12,13 +12,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from aiortc import RTCSessionDescription
 
 from tests.app.conftest import PASSWORD
-from tests.app.whep_client import Viewer, offer_sdp
+from tests.app.whep_client import Viewer, offering_viewer
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "cluster-token-secret-0123456789abcdef"
@@ -122,14 +121,7 @@ class Cluster:
     async def join(self, camera_id: str, via: str, *,
                    follow: bool = True) -> tuple[Viewer, list[httpx.Response]]:
         """A viewer joining `camera_id` through `via` (and where it is sent)."""
-        pc, sdp = await offer_sdp()
-        viewer = Viewer(0, httpx.Headers(), "")
-
-        @pc.on("track")
-        def on_track(track: Any) -> None:
-            viewer.track = track
-            viewer.got_track.set()
-
+        pc, sdp, viewer = await offering_viewer()
         responses, _ = await self.post(camera_id, via, sdp, follow=follow)
         last = responses[-1]
         viewer.status, viewer.headers, viewer.text = last.status_code, last.headers, last.text
