@@ -16,22 +16,19 @@ is needed; everything else is the real dashboard.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from benchmarks.common import machine_info, write_results
-from benchmarks.join import free_port, rtsp_camera, sample_clip
+from benchmarks.join import rtsp_camera, sample_clip
+from tests.app.conftest import bound_socket, served
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,11 +50,6 @@ class PassThrough:
         pass
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
 @contextmanager
 def relay(source_url: str, tmp: Path, mask: bool) -> Iterator[str]:
     import relay.cameras
@@ -69,9 +61,12 @@ def relay(source_url: str, tmp: Path, mask: bool) -> Iterator[str]:
 
     if not mask:
         relay.cameras.default_anonymizer = lambda camera: PassThrough()  # type: ignore[assignment]
-    port = free_port()
+    sock = bound_socket()  # bound here, so no other process can take the port before the relay does
+    port = int(sock.getsockname()[1])
     settings = load_settings(database_url=f"sqlite:///{tmp / 'bench.db'}", token_secret="b" * 40,
-                             host="127.0.0.1", port=port, linger_s=2.0)
+                             host="127.0.0.1", port=port, linger_s=2.0,
+                             # one user watches all 16 tiles: above the per-user cap's default of 8
+                             max_sessions_per_user=TILES)
     ctx = build_context(settings)
     load_defaults(ctx, actor="bench")
     cams = "".join(f"  - {{id: tile-{i:02d}, name: Tile {i:02d}, district: Xinyi, purposes: [public_safety], "
@@ -83,17 +78,10 @@ def relay(source_url: str, tmp: Path, mask: bool) -> Iterator[str]:
         "password: '${CCTV_BENCH_PASSWORD}'}\n")
     files.apply(ctx.db, ctx.audit, files.load(tmp / "policy.yaml"), actor="bench",
                 hasher=ctx.auth.hash_password)
-    server = _Server(uvicorn.Config(create_app(settings, context=ctx), host="127.0.0.1", port=port,
-                                    log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with served(create_app(settings, context=ctx), sock):
+            yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        thread.join(20)
         ctx.db.dispose()
 
 
