@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies.context import build_context
+from relay import interpreter
 from relay.app import create_app
 from relay.cluster.shutdown import serve
 from relay.config import ConfigError, load_settings
@@ -85,9 +86,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(problem)
     _configure_logging()
     try:
+        app = create_app(settings, context=ctx)
+        interpreter.tune(settings.gil_switch_ms)
         # SIGTERM drains first (relay.cluster.shutdown): viewers are told why and rejoin another replica.
-        serve(create_app(settings, context=ctx), host=settings.host, port=settings.port,
-              proxy_headers=bool(settings.public_url))
+        serve(app, host=settings.host, port=settings.port, proxy_headers=bool(settings.public_url))
     finally:
         ctx.db.dispose()
     return 0

@@ -70,6 +70,8 @@ class RelaySettings(PolicySettings, ClusterSettings, TurnSettings):  # cluster: 
     max_sessions_per_user: int = Field(default=8, ge=1)
     max_sessions_per_camera: int = Field(default=50, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies (JSON); SDP offers: 64 KiB
+    # How long a thread may hold the GIL while another waits (Python's default 5 ms; relay.interpreter).
+    gil_switch_ms: float = Field(default=1.0, ge=0.1, le=100)
 
     @classmethod
     def settings_customise_sources(

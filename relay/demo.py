@@ -23,6 +23,7 @@ import yaml
 from policies import files
 from policies.context import build_context
 from policies.defaults import load_defaults
+from relay import interpreter
 from relay.app import create_app
 from relay.config import RelaySettings, load_settings
 from relay.sample_camera import RtspServer, SampleCameraError, rtsp_available
@@ -178,6 +179,7 @@ def run(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, use_rtsp: 
         setup, ctx = prepare(data_dir, source_url, host=host, port=port)
         print(banner(setup), flush=True)
         app = create_app(setup.settings, context=ctx)  # type: ignore[arg-type]
+        interpreter.tune(setup.settings.gil_switch_ms)
         try:
             uvicorn.run(app, host=host, port=port, log_level="info")
         finally:

@@ -50,6 +50,12 @@ class SharedEncoder:
             self._keyframe_wanted = True
             self._keyframe_joining = self._keyframe_joining or joining
 
+    @property
+    def joining_pending(self) -> bool:
+        """A joining viewer's IDR is asked for and not yet encoded."""
+        with self._lock:
+            return self._keyframe_wanted and self._keyframe_joining
+
     def _open(self, width: int, height: int) -> av.video.codeccontext.VideoCodecContext:
         bitrate = self.bitrate or _default_bitrate(width, height, self.fps)
         if self.codec == "h264":

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -55,6 +56,7 @@ class FrameSlot:
         self._items: collections.deque[tuple[av.VideoFrame, float]] = collections.deque()
         self._capacity = capacity
         self._cond = threading.Condition()
+        self._poked = False
         self.dropped = 0
 
     def put(self, item: tuple[av.VideoFrame, float]) -> bool:
@@ -69,24 +71,42 @@ class FrameSlot:
             return not dropped
 
     def get(self, timeout: float) -> tuple[av.VideoFrame, float] | None:
+        """The oldest item; None after `timeout`, or at once when poked with nothing queued."""
         with self._cond:
-            if not self._items:
+            if not self._items and not self._poked:
                 self._cond.wait(timeout)
+            self._poked = False
             return self._items.popleft() if self._items else None
+
+    def poke(self) -> None:
+        """Wake the consumer waiting in get() (it gets None if nothing is queued)."""
+        with self._cond:
+            self._poked = True
+            self._cond.notify()
 
     def clear(self) -> None:
         with self._cond:
             self._items.clear()
 
 
+REPEAT_WITHIN_S = 0.5  # a joining viewer's IDR re-encodes the last frame sent if it is at most this old
+
+
 class _Rendition:
-    """An encoder on a thread of its own (so masking and encoding overlap on two cores) and its hub."""
+    """An encoder on a thread of its own (so masking and encoding overlap on two cores) and its hub.
+
+    A joining viewer's IDR is the last frame this rendition encoded, encoded again at once as an IDR (stamped
+    one tick after it: the same picture), rather than the next frame out of the anonymizer, which may be a
+    detection round away. It is a frame already sent, anonymized (or masked whole) like any other: nothing
+    leaves that had not left already."""
 
     def __init__(self, camera_id: str, name: str, codec: str, fps: int) -> None:
         self.camera_id = camera_id
         self.name = name
         self.encoder = SharedEncoder(codec, fps=fps)
-        self.hub = Hub(camera_id, name, codec, self.encoder.request_keyframe)
+        self.hub = Hub(camera_id, name, codec, self.request_keyframe)
+        self._last: tuple[av.VideoFrame, float] | None = None  # encode thread only
+        self.repeats = 0
         self.fps_out = RateMeter()
         self.slot = FrameSlot(2)
         self._stop = threading.Event()
@@ -103,25 +123,46 @@ class _Rendition:
         if not self.slot.put((frame, arrival)):
             metrics.FRAMES_DROPPED.labels(self.camera_id).inc()
 
+    def request_keyframe(self, *, joining: bool = False) -> None:
+        """The hub's keyframe hook (any thread): a joining viewer's IDR wakes the encode thread for it."""
+        self.encoder.request_keyframe(joining=joining)
+        if joining:
+            self.slot.poke()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.slot.clear()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def _repeat(self) -> tuple[av.VideoFrame, float] | None:
+        """The last frame again, when a joining viewer waits for its IDR and that frame is recent."""
+        last = self._last
+        if last is None or not self.encoder.joining_pending or time.monotonic() - last[1] > REPEAT_WITHIN_S:
+            return None
+        return last
+
     def _run(self) -> None:
         while not self._stop.is_set():
             item = self.slot.get(timeout=0.5)
-            if item is None or self._stop.is_set():
+            if self._stop.is_set():
                 continue
+            repeat = item is None
+            if repeat and (item := self._repeat()) is None:
+                continue
+            assert item is not None
             frame, arrival = item
             try:
-                packets = self.encoder.encode(frame, arrival)
+                packets = self.encoder.encode(frame, arrival)  # a repeat: pts one tick after the original
             except Exception:  # one bad frame must not end the camera
                 log.exception("camera %s: encoding failed", self.camera_id)
                 continue
-            self.fps_out.tick()
-            metrics.FRAMES_OUT.labels(self.camera_id, self.name).inc()
+            if repeat:
+                self.repeats += 1
+            else:
+                self._last = item
+                self.fps_out.tick()
+                metrics.FRAMES_OUT.labels(self.camera_id, self.name).inc()
             if packets and self._loop is not None:
                 with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                     self._loop.call_soon_threadsafe(self.hub.publish, packets)

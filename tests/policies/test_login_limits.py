@@ -5,8 +5,6 @@ and lockouts end."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
@@ -28,6 +25,8 @@ from policies.defaults import load_defaults
 from policies.login_limits import LoginThrottle, ThrottleLimits
 from policies.models import AuditEntry, Role, User
 from policies.settings import PolicySettings
+from tests.app.conftest import bound_socket
+from tests.app.conftest import served as serve_app
 
 PASSWORD = "correct horse battery staple"
 
@@ -146,11 +145,6 @@ class Served:
     ctx: PolicyContext
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # runs in a thread
-        pass
-
-
 @pytest.fixture
 def served(db_url: str) -> Iterator[Served]:
     """The auth routes on uvicorn with a context built the way the relay builds it (default pool)."""
@@ -160,19 +154,9 @@ def served(db_url: str) -> Iterator[Served]:
     app.state.policies = ctx
     app.include_router(auth_router)
     overload.install(app)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", ctx)
-    server.should_exit = True
-    thread.join(20)
-    sock.close()
+    sock = bound_socket()
+    with serve_app(app, sock):
+        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", ctx)
     ctx.db.dispose()
 
 

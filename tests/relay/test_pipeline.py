@@ -4,6 +4,7 @@ fail-closed when the engine breaks, the raw rendition only while a raw viewer is
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from prometheus_client import REGISTRY
 
 from blur import Anonymizer
 from relay.cameras import CameraSpec
-from relay.hub import Subscription
-from relay.pipeline import FrameSlot, Pipeline, masked_frame
+from relay.hub import FRESH_START_S, Subscription
+from relay.pipeline import REPEAT_WITHIN_S, FrameSlot, Pipeline, _Rendition, masked_frame
 from tests.relay.conftest import HEIGHT, WIDTH, Sample, wait_for, write_clip
 
 pytestmark = pytest.mark.timeout(60)
@@ -154,3 +155,44 @@ async def test_stopping_ends_subscriptions(pipeline: Pipeline) -> None:
     assert sub.closed and sub.track.readyState == "ended"
     with pytest.raises(RuntimeError):
         pipeline.subscribe()
+
+
+async def test_a_joining_viewer_starts_on_the_last_frame_again_at_once() -> None:
+    """No frame comes after the first: the joining viewer's IDR is that frame re-encoded, not the next."""
+    rendition = _Rendition("join-repeat", "anonymized", "h264", 25)
+    rendition.start(asyncio.get_running_loop())
+    try:
+        picture = np.full((HEIGHT, WIDTH, 3), 40, np.uint8)
+        picture[20:60, 30:90] = 220
+        watcher = rendition.hub.subscribe()
+        rendition.feed(av.VideoFrame.from_ndarray(picture, format="bgr24"), time.monotonic())
+        first = await packets(watcher, 1)
+        joiner = rendition.hub.subscribe()
+        await asyncio.sleep(FRESH_START_S + 0.05)  # the IDR the watcher started on is no longer fresh
+        joiner.prepare()  # its ICE connected: it asks for its IDR
+        got = await packets(joiner, 1)
+        assert got[0].is_keyframe and rendition.repeats == 1 and rendition.encoder.frames_encoded == 2
+        assert got[0].pts == first[0].pts + 1  # the same picture, one tick later
+        again = decode(first + got)
+        assert len(again) == 2 and np.abs(again[1].astype(int) - again[0].astype(int)).mean() < 2
+        assert (await packets(watcher, 1))[0] is got[0]  # one encode, for everyone
+    finally:
+        rendition.stop()
+
+
+async def test_a_stale_last_frame_is_not_sent_again() -> None:
+    """A camera that stopped sending: its last picture is not replayed to a joining viewer."""
+    rendition = _Rendition("join-stale", "anonymized", "h264", 25)
+    rendition.start(asyncio.get_running_loop())
+    try:
+        watcher = rendition.hub.subscribe()
+        frame = av.VideoFrame.from_ndarray(np.zeros((HEIGHT, WIDTH, 3), np.uint8), format="bgr24")
+        rendition.feed(frame, time.monotonic() - REPEAT_WITHIN_S - 0.1)
+        await packets(watcher, 1)
+        joiner = rendition.hub.subscribe()
+        joiner.prepare()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(joiner.next_packet(), 0.5)
+        assert rendition.repeats == 0 and rendition.encoder.frames_encoded == 1
+    finally:
+        rendition.stop()
