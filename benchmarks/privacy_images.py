@@ -8,17 +8,19 @@ CHANGE_THRESHOLD levels (outputs are compared in memory, never re-encoded, so th
 A face is *protected* when at least PROTECTED_SHARE of the pixels in its annotated box changed.
 *Collateral* is the share of pixels outside every annotated face box (invalid ones included) that changed.
 
-Run: .venv/bin/python -m benchmarks.privacy_images [--limit N] [--variants a,b]
+Run: .venv/bin/python -m benchmarks.privacy_images [--limit N] [--variants a,b] [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,6 +72,98 @@ def _engine(profile: str, detector_name: str | None = None) -> Anonymize:
     return run
 
 
+# -- the sweep: masking settings of `realtime` on the same detections -----------------------------------
+
+# What was tried for the stills' collateral (each a change of the realtime profile; "small_h"/"small_t":
+# detections under small_h px kept only from score small_t, a benchmark-side filter, no engine knob).
+SWEEP: tuple[dict, ...] = (
+    {}, {"shape": "box"}, {"margin": 1.0, "margin_large": 1.0, "vertical": 1.0},
+    {"margin": 1.25}, {"margin_large": 1.05}, {"vertical": 1.2}, {"large_px": 16},
+    {"margin": 1.35, "margin_large": 1.15, "vertical": 1.2, "large_px": 32},
+    {"margin": 1.3, "margin_large": 1.1, "vertical": 1.3, "large_px": 32},
+    {"margin": 1.2, "margin_large": 1.0, "vertical": 1.2},
+    {"threshold": 0.11}, {"threshold": 0.13}, {"threshold": 0.15},
+    {"small_h": 10, "small_t": 0.15}, {"small_h": 14, "small_t": 0.2},
+    {"margin": 1.35, "margin_large": 1.15, "vertical": 1.2, "large_px": 32, "small_h": 10, "small_t": 0.2},
+)
+
+
+class CachedDetector:
+    """The profile's detector at a low threshold, run once per distinct input; each setting of the sweep
+    reads its rows from the cache, filtered by its own threshold (and small-box filter)."""
+
+    def __init__(self, name: str, floor: float) -> None:
+        from blur import make_detector
+
+        self._detector = make_detector(name, threshold=floor)
+        self.name = self._detector.name
+        self._cache: dict[tuple, np.ndarray] = {}
+        self.threshold, self.small_h, self.small_t = floor, 0.0, 0.0
+
+    def _rows(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        rows = self._cache[key]
+        keep = rows[:, 4] >= self.threshold
+        keep &= ((rows[:, 3] - rows[:, 1]) >= self.small_h) | (rows[:, 4] >= self.small_t)
+        return rows[keep]
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        key = (0.0, rgb.shape, hashlib.blake2b(rgb.tobytes(), digest_size=16).digest())
+        return self._rows(key, lambda: self._detector.detect(rgb))
+
+    def detect_scaled(self, rgb: np.ndarray, scale: float) -> np.ndarray:
+        key = (scale, rgb.shape, hashlib.blake2b(rgb.tobytes(), digest_size=16).digest())
+        return self._rows(key, lambda: self._detector.detect_scaled(rgb, scale))
+
+
+def sweep(images: list[dict], root: Path, settings: tuple[dict, ...] = SWEEP) -> list[dict]:
+    import dataclasses
+
+    from blur import PROFILES, Anonymizer
+
+    base = PROFILES["realtime"]
+    detector = CachedDetector(base.detector, floor=min(base.threshold, 0.05))
+    rows = []
+    for setting in settings:
+        overrides = {k: v for k, v in setting.items() if k not in ("small_h", "small_t")}
+        cfg = dataclasses.replace(base, **overrides)
+        detector.threshold = cfg.threshold
+        detector.small_h, detector.small_t = setting.get("small_h", 0.0), setting.get("small_t", 0.0)
+
+        def run(bgr: np.ndarray, cfg: Any = cfg) -> np.ndarray:
+            return Anonymizer(cfg, detector=detector).process_bgr(bgr)[0]
+
+        r = evaluate_with(run, images, root)
+        rows.append({"setting": setting, **{k: r[k] for k in ("buckets", "protected_ge20", "collateral")}})
+        b = r["buckets"]
+        print(f"{json.dumps(setting):<100} "
+              + " ".join(f"{(b[n]['protected'] or 0):6.3f}" for n, _, _ in BUCKETS)
+              + f" {r['protected_ge20']:6.3f} {r['collateral']:8.2%}", flush=True)
+    return rows
+
+
+def _sweep_figure(rows: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        label = ", ".join(f"{k}={v}" for k, v in row["setting"].items()) or "realtime (today)"
+        ax.scatter(row["collateral"] * 100, row["protected_ge20"], s=18)
+        ax.annotate(label, (row["collateral"] * 100, row["protected_ge20"]), fontsize=5,
+                    xytext=(3, 2), textcoords="offset points")
+    ax.axhline(0.95, color="grey", lw=0.5, ls="--")
+    ax.axvline(6.0, color="grey", lw=0.5, ls="--")
+    ax.set_xlabel("collateral, % of pixels away from annotated faces changed")
+    ax.set_ylabel("faces >= 20 px protected")
+    ax.set_title("Stills (WIDER val, 100 images), realtime's masking settings; target: above/left",
+                 fontsize=9)
+    return fig
+
+
 def build(variant: str) -> Anonymize:
     if variant == "deface":
         return _deface()
@@ -96,7 +190,10 @@ def score_image(original: np.ndarray, output: np.ndarray, faces: list, invalid: 
 
 
 def evaluate(variant: str, images: list[dict], root: Path) -> dict:
-    anonymize = build(variant)
+    return evaluate_with(build(variant), images, root)
+
+
+def evaluate_with(anonymize: Anonymize, images: list[dict], root: Path) -> dict:
     faces: list[tuple[float, bool]] = []
     coll_changed = coll_total = 0
     times = []
@@ -156,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (quick look)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the masking settings tried for the stills' collateral (privacy_images_sweep)")
     args = parser.parse_args(argv)
     root = shared_data_dir() / "faces" / "wider-val-416"
     ann_path = root / "annotations.json"
@@ -165,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     images = json.loads(ann_path.read_text())["images"]
     if args.limit:
         images = images[: args.limit]
+    if args.sweep:
+        rows = sweep(images, root)
+        if not args.no_write:
+            write_results("privacy_images_sweep", {
+                "what": "realtime's masking settings on the stills, detections computed once and shared",
+                "images": len(images), "results": rows}, _sweep_figure(rows))
+        return 0
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
