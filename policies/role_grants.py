@@ -142,6 +142,15 @@ class RoleGrants:
             raise Conflict(f"grant {grant.id} was decided meanwhile")
         s.refresh(grant)
 
+    def pending_by_uid(self, s: Session) -> dict[str, set[str]]:
+        """Roles waiting for a second admin, by the uid of the person they would go to (unexpired only)."""
+        now = self.clock()
+        pending: dict[str, set[str]] = {}
+        for grant in s.scalars(select(RoleGrant).where(RoleGrant.state == "pending")):
+            if as_utc(grant.expires_at) > now:
+                pending.setdefault(grant.user_uid, set()).update(grant.roles)
+        return pending
+
     def _expire(self, s: Session) -> None:
         now = self.clock()
         for grant in s.scalars(select(RoleGrant).where(RoleGrant.state == "pending")):

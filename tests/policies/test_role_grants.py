@@ -93,6 +93,12 @@ def test_a_second_account_to_approve_ones_own_raw_requests_needs_a_second_admin(
     (grant,) = pending(client, admins["second"])
     assert (grant["user"], grant["roles"], grant["rights"], grant["requested_by"]) == (
         "sock.puppet", ["raw_approver"], ["approve_raw"], "policy.admin")
+    # What waits is shown wherever the user is: their own page and the list.
+    shown = client.get("/api/users/sock.puppet", headers=admins["second"]).json()
+    assert (shown["roles"], shown["pending_roles"]) == (["auditor"], ["raw_approver"])
+    listed = {u["username"]: u for u in client.get("/api/users", headers=admins["second"]).json()}
+    assert listed["sock.puppet"]["pending_roles"] == ["raw_approver"]
+    assert listed["policy.admin"]["pending_roles"] == []
     login = client.post("/api/auth/login", json=NEW)
     puppet = {"Authorization": f"Bearer {login.json()['access_token']}"}
     assert client.post("/api/raw-requests/x/approve", headers=puppet).status_code == 403
@@ -101,6 +107,7 @@ def test_a_second_account_to_approve_ones_own_raw_requests_needs_a_second_admin(
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
     assert approved.json()["decided_by"] == "second.admin"
     assert roles_of(context, "sock.puppet") == ["auditor", "raw_approver"]
+    assert client.get("/api/users/sock.puppet", headers=admins["second"]).json()["pending_roles"] == []
     again = client.post(f"/api/role-grants/{grant['id']}/approve", headers=admins["second"])
     assert again.status_code == 409
     kinds = [(e.kind, e.actor, e.decision) for e in context.audit.query(kind="role.grant")]
