@@ -33,7 +33,7 @@ class CameraAccess:
             if cam is None:
                 return None
             masks = [[(float(x), float(y)) for x, y in poly] for poly in cam.privacy_masks]
-            name, keepalive, enabled = cam.name, cam.keepalive, cam.enabled
+            name, keepalive, enabled, silhouettes = cam.name, cam.keepalive, cam.enabled, cam.silhouettes
             raw_url, raw_user, raw_password = cam.source_url, cam.source_username, cam.source_password
         try:
             url = expand_env(raw_url, CAMERA_ENV_NAME) or ""
@@ -49,6 +49,7 @@ class CameraAccess:
                 privacy_masks=masks,
                 keepalive=keepalive,
                 enabled=False,
+                silhouettes=silhouettes,
             )
         url = with_credentials(url, user, password)
         return CameraRuntime(
@@ -59,6 +60,7 @@ class CameraAccess:
             privacy_masks=masks,
             keepalive=keepalive,
             enabled=enabled,
+            silhouettes=silhouettes,
         )
 
     def cameras_for(self, principal: Principal) -> list[dict[str, Any]]:

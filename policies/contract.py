@@ -42,6 +42,7 @@ class CameraRuntime:
     privacy_masks: list[list[tuple[float, float]]] = field(default_factory=list)  # normalized polygons
     keepalive: bool = False
     enabled: bool = True
+    silhouettes: str = "grey"  # moving people's mosaic: "grey" or "colour"
 
 
 class PolicyError(Exception):

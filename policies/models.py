@@ -129,6 +129,8 @@ class Camera(Base):
     # Static privacy masks: polygons in normalized [0, 1] image coordinates, [[[x, y], ...], ...].
     privacy_masks: Mapped[list[Any]] = mapped_column(default=list)
     keepalive: Mapped[bool] = mapped_column(Boolean, default=False)  # pull even when nobody watches
+    # Moving people no face mask accounts for leave as a mosaic: "grey" (no colour) or "colour".
+    silhouettes: Mapped[str] = mapped_column(String(16), default="grey")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

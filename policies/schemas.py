@@ -120,6 +120,11 @@ class CameraBase(_Strict):
     )
     keepalive: bool = False
     enabled: bool = True
+    silhouettes: Literal["grey", "colour"] = Field(
+        default="grey",
+        description="moving people no face mask accounts for leave as a mosaic: grey, or keeping their "
+                    "colours (faces are masked the same either way)",
+    )
 
     @field_validator("privacy_masks")
     @classmethod

@@ -10,7 +10,8 @@ every start.
 | `purposes.labels`, `roles.labels` | display names by language | `{}` (the plain `label` is shown) |
 | `view_sessions.replica` | several relays on one database | `''` |
 | `users.token_epoch` | tokens end when credentials change | 0 (older tokens lack it: they end) |
-| `users.uid` (unique) | an identity that is never reused | a fresh random uid each |"""
+| `users.uid` (unique) | an identity that is never reused | a fresh random uid each |
+| `cameras.silhouettes` | grey or coloured moving people, per camera | `'grey'` (as before) |"""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ADDED_COLUMNS = (
     ("roles", "labels", "JSON", "'{}'"),
     ("view_sessions", "replica", "VARCHAR(64)", "''"),
     ("users", "token_epoch", "INTEGER", "0"),
+    ("cameras", "silhouettes", "VARCHAR(16)", "'grey'"),
 )
 
 

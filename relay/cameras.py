@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from blur import Anonymizer
+from blur.profiles import get_profile
 from relay.encoder import CODECS
 from relay.health import CameraHealth
 from relay.hub import Subscription
@@ -42,6 +43,7 @@ class CameraSpec:
     redacted_url: str = ""
     privacy_masks: Sequence[Sequence[tuple[float, float]]] = ()
     keepalive: bool = False
+    silhouettes: str = "grey"  # moving people's mosaic: "grey" or "colour" (the camera's setting)
 
     def __post_init__(self) -> None:
         if not self.redacted_url:  # never fall back to showing the real URL
@@ -57,7 +59,8 @@ class CameraSpec:
                    redacted_url=getattr(camera, "redacted_url", ""),
                    privacy_masks=tuple(tuple((float(x), float(y)) for x, y in poly)
                                        for poly in getattr(camera, "privacy_masks", None) or ()),
-                   keepalive=bool(getattr(camera, "keepalive", False)))
+                   keepalive=bool(getattr(camera, "keepalive", False)),
+                   silhouettes=str(getattr(camera, "silhouettes", None) or "grey"))
 
 
 class LeaseGate(Protocol):
@@ -71,8 +74,8 @@ class LeaseGate(Protocol):
 
 
 def default_anonymizer(camera: CameraSpec) -> FrameAnonymizer:
-    return Anonymizer(profile="realtime", mode="pixelate", masks=[list(p) for p in camera.privacy_masks],
-                      live=True)
+    config = get_profile("realtime").with_(silhouette_colour=camera.silhouettes == "colour")
+    return Anonymizer(config, mode="pixelate", masks=[list(p) for p in camera.privacy_masks], live=True)
 
 
 class CameraManager:
@@ -187,11 +190,12 @@ class CameraManager:
             pipeline = self._pipelines.get(spec.id)
             if pipeline is not None and not pipeline.stopped:
                 old = pipeline.camera
-                if (old.source_url, old.privacy_masks) == (spec.source_url, spec.privacy_masks):
+                if ((old.source_url, old.privacy_masks, old.silhouettes)
+                        == (spec.source_url, spec.privacy_masks, spec.silhouettes)):
                     pipeline.camera = spec  # name or keepalive may change without a reconnect
                     return pipeline
-                # A new source or new static masks: restart, so no frame leaves under the old masks.
-                log.info("camera %s: source or privacy masks changed, restarting its pipeline", spec.id)
+                # A new source, static masks or silhouettes: restart, so no frame leaves under the old ones.
+                log.info("camera %s: source or masking changed, restarting its pipeline", spec.id)
                 self._pipelines.pop(spec.id, None)
                 await pipeline.stop()
             if self._leases is not None:

@@ -168,13 +168,14 @@ async function editCamera(cam) {
   form.hidden = false;
   $("#cam-form-title").textContent = cam ? t("con.cam_edit_title", { id: cam.id }) : t("con.cam_new");
   const c = cam || { id: "", name: "", address: "", district: "", agency: "", tags: [], purposes: [], latitude: null,
-    longitude: null, signage: true, keepalive: false, enabled: true, privacy_masks: [], has_source: false, has_credentials: false };
+    longitude: null, signage: true, keepalive: false, enabled: true, silhouettes: "grey", privacy_masks: [], has_source: false, has_credentials: false };
   for (const k of ["id", "name", "address", "district", "agency"]) form.elements[k].value = c[k] || "";
   form.elements.id.readOnly = Boolean(cam);
   form.elements.tags.value = (c.tags || []).join(", ");
   form.elements.latitude.value = c.latitude ?? "";
   form.elements.longitude.value = c.longitude ?? "";
   for (const k of ["signage", "keepalive", "enabled"]) form.elements[k].checked = Boolean(c[k]);
+  form.elements.silhouettes.value = c.silhouettes === "colour" ? "colour" : "grey";
   for (const k of ["source_url", "source_username", "source_password"]) form.elements[k].value = "";
   // Credentials are write-only: the page is told only whether they are set.
   $("#cam-secret-note").textContent = t(c.has_source ? (c.has_credentials ? "con.cam_secret_set" : "con.cam_source_set") : "con.cam_source_none");
@@ -221,7 +222,7 @@ function cameraBody(masks) {
     id: f.id.value.trim(), name: f.name.value.trim(), address: f.address.value.trim(), district: f.district.value.trim(),
     agency: f.agency.value.trim(), tags: list(f.tags.value), purposes: checked($("#cam-purposes")),
     latitude: num(f.latitude.value), longitude: num(f.longitude.value), signage: f.signage.checked,
-    keepalive: f.keepalive.checked, enabled: f.enabled.checked, privacy_masks: masks,
+    keepalive: f.keepalive.checked, enabled: f.enabled.checked, silhouettes: f.silhouettes.value, privacy_masks: masks,
   };
   // Blank keeps what is set: "***" is the placeholder the policy import already leaves untouched.
   const keep = (name, isSet) => (f[name].value ? f[name].value : (isSet ? "***" : (name === "source_url" ? "" : null)));
@@ -253,7 +254,7 @@ async function saveCamera(event, masksOnly = false) {
 function cameraRecord(cam) {
   const out = {};
   for (const k of ["id", "name", "address", "district", "agency", "tags", "purposes", "latitude", "longitude",
-    "signage", "keepalive", "enabled", "privacy_masks"]) out[k] = cam[k];
+    "signage", "keepalive", "enabled", "silhouettes", "privacy_masks"]) out[k] = cam[k];
   out.source_url = cam.has_source ? "***" : "";
   if (cam.has_credentials) { out.source_username = "***"; out.source_password = "***"; }
   return out;

@@ -78,6 +78,7 @@ def test_admin_draws_a_mask_over_the_still_and_the_video_is_masked_there(
         form.locator("input[name=district]").fill("Xinyi")
         form.locator("#cam-purposes input[value=public_safety]").check()
         form.locator("input[name=source_url]").fill(rtsp_url)
+        form.locator("select[name=silhouettes]").select_option("colour")
         page.click("#cam-save")
         expect(page.locator("#cam-status")).to_contain_text(CAMERA)
         shown = httpx.get(f"{relay.base_url}/api/cameras/{CAMERA}", headers=relay.headers("admin")).json()
@@ -101,6 +102,7 @@ def test_admin_draws_a_mask_over_the_still_and_the_video_is_masked_there(
             assert cam is not None and len(cam.privacy_masks) == 1
             saved = np.array(cam.privacy_masks[0])
             assert cam.source_url == rtsp_url  # kept: the blank field meant "leave it"
+            assert cam.silhouettes == "colour"  # chosen at creation, kept through the mask's save
         assert np.abs(saved - np.array(POLYGON)).max() < 0.01, saved
     finally:
         page.context.close()

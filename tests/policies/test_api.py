@@ -86,12 +86,20 @@ def test_camera_crud_never_shows_secrets(
     assert r.status_code == 422 and "may only reference CAM_* or CAMERA_*" in r.text
     r = client.put("/api/cameras/cam-101", json={**CAMERA, "id": "cam-102"}, headers=admin)
     assert r.status_code == 400
+    # Silhouettes: grey unless the camera's administrator chooses colour; nothing else is accepted.
+    assert client.get("/api/cameras/cam-101", headers=admin).json()["silhouettes"] == "grey"
+    r = client.put("/api/cameras/cam-101", json={**CAMERA, "silhouettes": "clear"}, headers=admin)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "silhouettes"]
+    r = client.put("/api/cameras/cam-101", json={**CAMERA, "silhouettes": "colour"}, headers=admin)
+    assert r.status_code == 200 and r.json()["silhouettes"] == "colour"
+    assert context.service.camera_runtime("cam-101").silhouettes == "colour"  # type: ignore[union-attr]
     new = {**CAMERA, "name": "Taipei 101 east plaza", "source_url": "rtsp://10.9.0.4/main"}
     r = client.put("/api/cameras/cam-101", json=new, headers=admin)
     assert r.status_code == 200 and r.json()["has_credentials"] is False
     assert context.service.camera_runtime("cam-101").source_url == "rtsp://10.9.0.4/main"  # type: ignore[union-attr]
 
-    create, update = changes(context)
+    create, colour, update = changes(context)
+    assert colour.details["after"]["silhouettes"] == "colour"
     assert (create.reason, update.reason) == ("create camera cam-101", "update camera cam-101")
     assert update.details["before"]["name"] == "Taipei 101 plaza"
     assert update.details["after"]["name"] == "Taipei 101 east plaza"

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from policies.db import Database
-from policies.models import Purpose
+from policies.models import Camera, Purpose
 
 
 def test_labels_column_is_added_to_an_older_database(tmp_path: Path) -> None:
@@ -30,4 +30,24 @@ def test_labels_column_is_added_to_an_older_database(tmp_path: Path) -> None:
         purpose.labels = {"zh-TW": "淹水監看", "en": "Flood watch"}
     with db.session() as s:
         assert s.get(Purpose, "flood_watch").labels["zh-TW"] == "淹水監看"
+    db.dispose()
+
+
+def test_cameras_made_before_the_silhouette_setting_stay_grey(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:  # the cameras table before `silhouettes`
+        conn.execute(text("CREATE TABLE cameras (id VARCHAR(64) PRIMARY KEY, name VARCHAR(200), "
+                          "latitude FLOAT, longitude FLOAT, address VARCHAR(300), district VARCHAR(100), "
+                          "agency VARCHAR(200), purposes JSON, tags JSON, signage BOOLEAN, source_url TEXT, "
+                          "source_username VARCHAR(200), source_password VARCHAR(200), privacy_masks JSON, "
+                          "keepalive BOOLEAN, enabled BOOLEAN, updated_at DATETIME)"))
+        conn.execute(text("INSERT INTO cameras VALUES ('cam-1', 'Old camera', NULL, NULL, '', '', '', '[]', "
+                          "'[]', 1, '', NULL, NULL, '[]', 0, 1, '2026-01-01 00:00:00')"))
+    old.dispose()
+    db = Database(url)
+    db.create_all()
+    with db.session() as s:
+        camera = s.get(Camera, "cam-1")
+        assert camera is not None and camera.name == "Old camera" and camera.silhouettes == "grey"
     db.dispose()

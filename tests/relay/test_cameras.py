@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from policies.contract import CameraRuntime
-from relay.cameras import CameraManager, CameraSpec, UnknownCamera
+from relay.cameras import CameraManager, CameraSpec, UnknownCamera, default_anonymizer
 from relay.sources import SourceOptions
 from tests.relay.conftest import RtspServer, free_port, wait_for
 
@@ -157,6 +157,9 @@ def test_camera_spec_from_policy_runtime() -> None:
     assert spec.redacted_url == "rtsp://***@10.0.0.1/s" and spec.keepalive
     assert spec.privacy_masks == (((0.0, 0.0), (1.0, 0.0), (1.0, 0.5)),)
     assert "u:p@" not in repr(spec)
+    assert spec.silhouettes == "grey" and not default_anonymizer(spec).config.silhouette_colour
+    coloured = CameraSpec.of(runtime("y", "rtsp://10.0.0.1/s", silhouettes="colour"))
+    assert default_anonymizer(coloured).config.silhouette_colour  # the admin's choice reaches the engine
     with pytest.raises(ValueError, match="unsupported codec"):
         CameraManager(lambda _id: None, codec="h265")
 
@@ -178,6 +181,12 @@ async def test_sync_applies_admin_changes(rtsp: RtspServer) -> None:
         assert sub.closed  # no frame leaves under the old masks
         second = manager.pipeline("a")
         assert second is not None and second is not first and first.stopped
+        masks = [[(0, 0), (0.5, 0), (0.5, 0.5)]]
+        cams["a"] = runtime("a", rtsp.url, keepalive=True, privacy_masks=masks, silhouettes="colour")
+        await manager.sync()  # coloured silhouettes: a new engine, from a restart
+        third = manager.pipeline("a")
+        assert third is not None and third is not second and second.stopped
+        assert third.anonymizer.config.silhouette_colour
         cams["a"] = runtime("a", rtsp.url)  # keepalive off, nobody watching: lingers, then goes
         await manager.sync()
         assert await wait_for(lambda: manager.pipeline("a") is None, 5)
