@@ -118,8 +118,6 @@ class CachedDetector:
 
 
 def sweep(images: list[dict], root: Path, settings: tuple[dict, ...] = SWEEP) -> list[dict]:
-    import dataclasses
-
     from blur import PROFILES, Anonymizer
 
     base = PROFILES["realtime"]
@@ -127,7 +125,7 @@ def sweep(images: list[dict], root: Path, settings: tuple[dict, ...] = SWEEP) ->
     rows = []
     for setting in settings:
         overrides = {k: v for k, v in setting.items() if k not in ("small_h", "small_t")}
-        cfg = dataclasses.replace(base, **overrides)
+        cfg = base.with_(**overrides)
         detector.threshold = cfg.threshold
         detector.small_h, detector.small_t = setting.get("small_h", 0.0), setting.get("small_t", 0.0)
 

@@ -19,8 +19,8 @@ from policies.context import PolicyContext
 from policies.contract import PolicyError, Principal
 from policies.credentials import redact_url
 from policies.duties import check_role_change
-from policies.models import Camera, Rule, User
-from policies.role_grants import RoleGrants
+from policies.models import Camera, Rule, User, utcnow
+from policies.role_grants import pending_roles
 from policies.schemas import (
     CameraIn,
     CameraOut,
@@ -220,21 +220,19 @@ _crud("rules", "/rules", RuleIn, RuleOut, "policy")
 # Users: created with UserIn, changed with a partial UserPatch (password, roles, active).
 @router.get("/users", response_model=list[UserOut], tags=["users"], summary="List users")
 def list_users(request: Request, who: Admin) -> list[UserOut]:
-    ctx = _ctx(request)
-    with ctx.db.session() as s:
-        pending = RoleGrants(ctx.db, ctx.audit, ctx.settings).pending_by_uid(s)
+    with _ctx(request).db.session() as s:
+        pending = pending_roles(s, utcnow())
         return [user_out(u, pending.get(u.uid, ())) for u in s.scalars(select(User).order_by(User.username))]
 
 
 @router.get("/users/{username}", response_model=UserOut, tags=["users"], summary="Get a user",
             responses=problems(404))
 def get_user(username: str, request: Request, who: Admin) -> UserOut:
-    ctx = _ctx(request)
-    with ctx.db.session() as s:
+    with _ctx(request).db.session() as s:
         user = _get(s, "users", username)
         if user is None:
             raise HTTPException(404, detail=f"unknown user {username!r}")
-        return user_out(user, RoleGrants(ctx.db, ctx.audit, ctx.settings).pending_by_uid(s).get(user.uid, ()))
+        return user_out(user, pending_roles(s, utcnow()).get(user.uid, ()))
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"], summary="Create a user",

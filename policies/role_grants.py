@@ -35,6 +35,15 @@ def grant_doc(g: RoleGrant) -> dict[str, Any]:
             "decided_at": as_utc(g.decided_at).isoformat() if g.decided_at else None, "note": g.note}
 
 
+def pending_roles(s: Session, now: dt.datetime) -> dict[str, set[str]]:
+    """Roles waiting for a second admin at `now`, by the uid of the person they would go to."""
+    pending: dict[str, set[str]] = {}
+    for grant in s.scalars(select(RoleGrant).where(RoleGrant.state == "pending")):
+        if as_utc(grant.expires_at) > now:
+            pending.setdefault(grant.user_uid, set()).update(grant.roles)
+    return pending
+
+
 def log_conferred(audit: AuditLog, session: Session, actor: str, actor_roles: Sequence[str], user: User,
                   roles: Sequence[str], **details: Any) -> None:
     """Log roles actually given that confer rights needing a second admin (`role.grant`)."""
@@ -141,15 +150,6 @@ class RoleGrants:
         if done.rowcount != 1:
             raise Conflict(f"grant {grant.id} was decided meanwhile")
         s.refresh(grant)
-
-    def pending_by_uid(self, s: Session) -> dict[str, set[str]]:
-        """Roles waiting for a second admin, by the uid of the person they would go to (unexpired only)."""
-        now = self.clock()
-        pending: dict[str, set[str]] = {}
-        for grant in s.scalars(select(RoleGrant).where(RoleGrant.state == "pending")):
-            if as_utc(grant.expires_at) > now:
-                pending.setdefault(grant.user_uid, set()).update(grant.roles)
-        return pending
 
     def _expire(self, s: Session) -> None:
         now = self.clock()

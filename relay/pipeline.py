@@ -148,9 +148,10 @@ class _Rendition:
             if self._stop.is_set():
                 continue
             repeat = item is None
-            if repeat and (item := self._repeat()) is None:
+            if repeat:
+                item = self._repeat()
+            if item is None:
                 continue
-            assert item is not None
             frame, arrival = item
             try:
                 packets = self.encoder.encode(frame, arrival)  # a repeat: pts one tick after the original
