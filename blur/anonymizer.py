@@ -20,7 +20,7 @@ from blur.detectors.base import empty_boxes
 from blur.failsafe import FailReason, Failure
 from blur.geometry import crowd_factor, grow, to_int_boxes
 from blur.maskers import row_layout
-from blur.motion import MotionMap, Movers, head_bands, unexplained
+from blur.motion import MotionFrame, MotionMap, Movers, head_bands, unexplained
 from blur.perspective import Perspective
 from blur.planes import (
     Polygon,
@@ -34,11 +34,11 @@ from blur.planes import (
     small_grey,
 )
 from blur.profiles import AnonymizerConfig, check_options, get_profile
-from blur.rounds import RoundPlanner, detect_round
+from blur.rounds import Regions, RoundPlanner, detect_round
 from blur.scheduler import LiveScheduler
 from blur.tracking import Tracker, flow_boxes
 
-__all__ = ["Anonymizer", "FailReason", "FrameReport", "Polygon"]
+__all__ = ["Anonymizer", "FailReason", "FrameReport", "Look", "MaskPlan", "Polygon", "Prepared"]
 
 
 @dataclass
@@ -49,6 +49,45 @@ class FrameReport:
     detected: bool                          # a fresh detection result was applied this frame
     timings_ms: dict[str, float] = field(default_factory=dict)
     cause: FailReason | None = None         # why failsafe, without the detail
+
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class MaskPlan:
+    """What the analysis of one frame decided should be masked (frame pixels)."""
+    failure: Failure | None                # mask the whole frame (fail closed), nothing else matters
+    detected: bool
+    mode: str
+    timings_ms: dict[str, float]
+    faces: list[Box] = field(default_factory=list)
+    face_shape: str = "box"
+    bands: list[Box] = field(default_factory=list)
+    movers: Movers | None = None
+    layout: list[tuple[int, int, int]] | None = None
+    colour: bool = False
+
+
+@dataclass
+class Look:
+    """What the first stage saw of a frame: its small copies, its motion and (offline) its detection round."""
+    index: int                             # the frame's number in this engine
+    small: np.ndarray                      # grey copy for flow
+    scale: float                           # small pixels per frame pixel
+    motion: MotionFrame | None
+    timings_ms: dict[str, float]
+    round: tuple[np.ndarray, Regions | None] | None = None  # offline: a round's detections, where it looked
+    failure: Failure | None = None         # offline: this frame fails closed (the detector's error, budget)
+
+
+@dataclass
+class Prepared:
+    """A frame on its way through the engine's stages (`look`, `plan`, `finish`)."""
+    frame: av.VideoFrame | None            # the engine's own copy (yuv420p); the caller's is never written
+    planes: list[np.ndarray]
+    look: Look
+    plan: MaskPlan | None = None
 
 
 class Anonymizer:
@@ -62,14 +101,15 @@ class Anonymizer:
         self.masks = self._static.polygons
         self.live = live
         if detector is None and cfg.detector != "none":
-            detector = make_detector(cfg.detector, device=cfg.device, threshold=cfg.threshold)
+            detector = make_detector(cfg.detector, device=cfg.device, threshold=cfg.threshold,
+                                     threads=cfg.detector_threads)
         self._detector = detector
         self._tracker = Tracker(cfg.track_persist, cfg.track_pad / 3)
         self._motion = MotionMap() if (cfg.motion_gating or cfg.motion_mask or cfg.guard_motion) else None
         self._planner = RoundPlanner(cfg, live)
         self._prev_small: np.ndarray | None = None
-        self._fg_scale = 1.0  # motion mask pixels per frame pixel
-        self._frame = -1
+        self._looked = -1  # the last frame stage 1 took (`_look`)
+        self._frame = -1   # the last frame stage 2 took (`_plan`)
         self._failure: Failure | None = None  # offline: the detector's error, until a round succeeds
         self._live = LiveScheduler(cfg, detector) if live else None
         self._perspective: Perspective | None = None  # made on the first frame (it needs the height)
@@ -92,12 +132,28 @@ class Anonymizer:
 
     def process(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, FrameReport]:
         """Anonymize one decoded frame (any pixel format); returns a new yuv420p frame."""
+        return self.finish(self.plan(self.look(frame)))
+
+    # The same work in three stages, for a file: each stage takes the frames in order on one thread, and
+    # each may run on another thread than the others, ahead of them; the result is what `process` gives.
+    def look(self, frame: av.VideoFrame) -> Prepared:
+        """Stage 1: copy the frame, update the background model and, offline, run the frame's detection
+        round (where it looks depends only on the frames so far, never on the tracks)."""
         out, planes = copy_to_yuv420p(frame)
-        report = self._process_planes(planes)
         out.pts = frame.pts
         if frame.time_base is not None:
             out.time_base = frame.time_base
-        return out, report
+        return Prepared(out, planes, self._look(planes))
+
+    def plan(self, prepared: Prepared) -> Prepared:
+        """Stage 2: tracking, live detection, the fail-closed checks, and what to mask."""
+        prepared.plan = self._plan(prepared.planes, prepared.look)
+        return prepared
+
+    def finish(self, prepared: Prepared) -> tuple[av.VideoFrame, FrameReport]:
+        """Stage 3: mask the frame as planned; returns it and its report."""
+        assert prepared.frame is not None and prepared.plan is not None
+        return prepared.frame, self._apply(prepared.planes, prepared.plan)
 
     def process_bgr(self, image: np.ndarray) -> tuple[np.ndarray, FrameReport]:
         """Anonymize one HxWx3 uint8 BGR image; returns a new image."""
@@ -129,100 +185,130 @@ class Anonymizer:
 
     # ------------------------------------------------------------------ per frame
     def _process_planes(self, planes: list[np.ndarray]) -> FrameReport:
+        return self._apply(planes, self._plan(planes, self._look(planes)))
+
+    def _look(self, planes: list[np.ndarray]) -> Look:
+        """Stage 1 (see `look`). Reads the planes, never writes them."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        self._looked += 1
+        frame = self._looked
+        small, sscale = small_grey(planes)
+        motion = None
+        if self._motion is not None:
+            # At the flow resolution: at half of it, a 15 px face is 3 motion pixels and vanishes.
+            motion = self._motion.update(small_colour(planes, small))
+        look = Look(frame, small, sscale, motion, {"motion": (time.perf_counter() - t0) * 1000})
+        t1 = time.perf_counter()
+        offline = self._detector is not None and self._live is None
+        # A detection frame, or every frame while the detector is failing.
+        if offline and (frame % max(1, cfg.detect_every) == 0 or self._failure is not None):
+            self._offline_round(planes, look)
+            if cfg.frame_budget_ms is not None and (time.perf_counter() - t1) * 1000 > cfg.frame_budget_ms:
+                look.failure = look.failure or Failure(FailReason.BEHIND_BUDGET)
+        look.timings_ms["detect"] = (time.perf_counter() - t1) * 1000
+        return look
+
+    def _plan(self, planes: list[np.ndarray], look: Look) -> MaskPlan:
+        """Stage 2 (see `plan`). Reads the planes, never writes them."""
         cfg = self.config
         t0 = time.perf_counter()
         now = time.monotonic()
-        self._frame += 1
-        frame = self._frame
+        self._frame = frame = look.index
         h, w = planes[0].shape[:2]
         if self._perspective is None or self._perspective.height != h:
             self._perspective = Perspective(h)
             self._layout = None
-        timings: dict[str, float] = {}
-        small, sscale = small_grey(planes)
-        if self._motion is not None:
-            # At the flow resolution: at half of it, a 15 px face is 3 motion pixels and vanishes.
-            self._motion.update(small_colour(planes, small))
-            self._fg_scale = sscale
-        timings["motion"] = (time.perf_counter() - t0) * 1000
-
-        t1 = time.perf_counter()
+        timings = look.timings_ms
+        small, sscale, motion = look.small, look.scale, look.motion
         if cfg.track:
             self._tracker.step(self._prev_small, small, sscale, frame)
         else:  # boxes hold only on the frame they were detected on
             self._tracker.clear()
-        timings["track"] = (time.perf_counter() - t1) * 1000
+        timings["track"] = (time.perf_counter() - t0) * 1000
 
         t2 = time.perf_counter()
-        failure: Failure | None = None
+        failure: Failure | None = look.failure
         detected = False
-        if self._detector is None:
-            pass
-        elif self._live is not None:
-            detected, failure = self._live_step(planes, small, sscale, now, frame, w, h)
-        elif frame % max(1, cfg.detect_every) != 0 and self._failure is None:
-            pass
-        else:  # a detection frame, or every frame while the detector is failing
-            detected, failure = self._offline_step(planes, now, frame, w, h)
-            if cfg.frame_budget_ms is not None and (time.perf_counter() - t2) * 1000 > cfg.frame_budget_ms:
-                failure = failure or Failure(FailReason.BEHIND_BUDGET)
-        if failure is None and self._motion is not None and self._guarding():
-            if self._motion.scene_changed:
+        if self._live is not None:
+            detected, failure = self._live_step(planes, look, now, w, h)
+        elif look.round is not None:
+            dets, regions = look.round
+            self._tracker.update(dets, frame, regions)
+            self._learn(dets)
+            detected = True
+        if failure is None and motion is not None and self._guarding():
+            if motion.scene_changed:
                 # No background to tell what moves (the camera turned, the light changed): nothing but the
                 # face masks would vouch for the frame.
                 failure = Failure(FailReason.SCENE_CHANGED)
             elif 1 <= frame < cfg.motion_warmup:
                 failure = Failure(FailReason.MOTION_WARMING_UP)
-        timings["detect"] = (time.perf_counter() - t2) * 1000
+        timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t2) * 1000
+        self._prev_small = small
 
         t3 = time.perf_counter()
-        boxes: list[tuple[int, int, int, int]] = []
-        if failure is not None:
-            mask_whole(planes)
-        else:
-            faces, bands, movers = self._mask_boxes(frame)
+        plan = MaskPlan(failure=failure, detected=detected, mode=self.mode, timings_ms=timings)
+        if failure is None:
+            faces, bands, movers = self._mask_boxes(frame, look)
             # Live face boxes are carried between lagging detections: an ellipse would leave a face's corner
             # out whenever a box runs slightly off, so live masks fill their whole box.
-            boxes = to_int_boxes(faces, w, h)
-            mask_boxes(planes, boxes, self.mode, cfg.live_shape if self.live else cfg.shape)
-            band_boxes = to_int_boxes(bands, w, h)
-            mask_boxes(planes, band_boxes, self.mode, "box")
-            boxes += band_boxes
+            plan.faces = to_int_boxes(faces, w, h)
+            plan.face_shape = cfg.live_shape if self.live else cfg.shape
+            plan.bands = to_int_boxes(bands, w, h)
             if movers is not None:
-                boxes += mask_movers(planes, movers, self.mode, self._row_layout(frame, h),
-                                     cfg.silhouette_colour)
-        self._static.apply(planes)
-        timings["mask"] = (time.perf_counter() - t3) * 1000
-        self._prev_small = small
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        return FrameReport(boxes=boxes, failsafe=failure is not None,
-                           reason=failure.text if failure else None, detected=detected, timings_ms=timings,
-                           cause=failure.cause if failure else None)
+                plan.movers = movers
+                plan.layout = self._row_layout(frame, h)
+                plan.colour = cfg.silhouette_colour
+        timings["plan"] = (time.perf_counter() - t3) * 1000
+        timings["total"] = sum(timings[k] for k in ("motion", "track", "detect", "plan"))
+        return plan
 
-    def _offline_step(self, planes: list[np.ndarray], now: float, frame: int, w: int, h: int,
-                      ) -> tuple[bool, Failure | None]:
-        """One detection round on this frame. A detector error fails frames closed until a round succeeds
-        again, not just this one."""
-        regions = self._planner.plan(now, w, h, self._motion, self._blobs)
+    def _apply(self, planes: list[np.ndarray], plan: MaskPlan) -> FrameReport:
+        """Mask the planes as `plan` says, static masks last. Depends on nothing but its arguments and the
+        static masks, so it may run on another thread than the analysis of the frames after it."""
+        t3 = time.perf_counter()
+        boxes: list[tuple[int, int, int, int]] = []
+        if plan.failure is not None:
+            mask_whole(planes)
+        else:
+            mask_boxes(planes, plan.faces, plan.mode, plan.face_shape)
+            mask_boxes(planes, plan.bands, plan.mode, "box")
+            boxes = plan.faces + plan.bands
+            if plan.movers is not None:
+                boxes += mask_movers(planes, plan.movers, plan.mode, plan.layout, plan.colour)
+        self._static.apply(planes)
+        timings = plan.timings_ms
+        timings["mask"] = (time.perf_counter() - t3) * 1000 + timings.pop("plan", 0.0)
+        timings["total"] = timings.get("total", 0.0) + (time.perf_counter() - t3) * 1000
+        failure = plan.failure
+        return FrameReport(boxes=boxes, failsafe=failure is not None,
+                           reason=failure.text if failure else None, detected=plan.detected,
+                           timings_ms=timings, cause=failure.cause if failure else None)
+
+    def _offline_round(self, planes: list[np.ndarray], look: Look) -> None:
+        """This frame's detection round (stage 1, offline). A detector error fails frames closed until a
+        round succeeds again, not just this one: while it fails, every frame gets a round."""
+        h, w = planes[0].shape[:2]
+        regions = self._planner.plan(time.monotonic(), w, h, look.motion, lambda: self._blobs(look))
         try:
             dets = detect_round(self._detector, rgb_of(planes), regions, self.config,
                                 first=self._planner.first)
         except Exception as exc:
-            self._failure = Failure.detector_error(exc)
-            return False, self._failure
+            self._failure = look.failure = Failure.detector_error(exc)
+            return
         self._failure = None
-        self._tracker.update(dets, frame, regions)
-        self._learn(dets)
+        look.round = (dets, regions)
         if regions is None:
-            self._planner.swept(now)
-        return True, None
+            self._planner.swept(time.monotonic())
 
-    def _live_step(self, planes: list[np.ndarray], small: np.ndarray, sscale: float, now: float, frame: int,
-                   w: int, h: int) -> tuple[bool, Failure | None]:
+    def _live_step(self, planes: list[np.ndarray], look: Look, now: float, w: int, h: int,
+                   ) -> tuple[bool, Failure | None]:
         """Apply the newest finished round (carried to this frame by one flow step), submit the next one
         when it is due, and ask the scheduler whether this frame fails closed."""
         live = self._live
         assert live is not None
+        frame, small, sscale = look.index, look.small, look.scale
         detected = False
         result = live.collect(now)
         if result is not None and result.failure is None:
@@ -236,7 +322,7 @@ class Anonymizer:
                 self._planner.swept(result.job.captured, result.ms / 1000)
             detected = True
         if live.round_due(now):
-            regions = self._planner.plan(now, w, h, self._motion, self._blobs)
+            regions = self._planner.plan(now, w, h, look.motion, lambda: self._blobs(look))
             if regions is not None and not regions and live.has_fresh:
                 # Nothing moved: nothing new to look at; the tracks stand and the result is fresh.
                 self._tracker.update(empty_boxes(), frame, [])
@@ -263,13 +349,14 @@ class Anonymizer:
             self._layout_frame = frame
         return self._layout
 
-    def _blobs(self) -> np.ndarray:
-        """This frame's moving blobs, in frame pixels."""
-        if self._motion is None:
+    @staticmethod
+    def _blobs(look: Look) -> np.ndarray:
+        """The frame's moving blobs, in frame pixels."""
+        if look.motion is None:
             return np.zeros((0, 4), np.float32)
-        return self._motion.blobs() / self._fg_scale
+        return look.motion.blobs() / look.scale
 
-    def _mask_boxes(self, frame: int) -> tuple[np.ndarray, np.ndarray, Movers | None]:
+    def _mask_boxes(self, frame: int, look: Look) -> tuple[np.ndarray, np.ndarray, Movers | None]:
         """This frame's face masks, head bands (motion-mask mode) and unaccounted moving regions."""
         cfg = self.config
         boxes, pad = self._tracker.boxes(frame)
@@ -288,13 +375,14 @@ class Anonymizer:
                 faces[:, 2:4] += lead
         bands = np.zeros((0, 4), np.float32)
         movers = None
-        if cfg.motion_mask and self._motion is not None:
-            bands = head_bands(self._blobs())
-        elif self._guarding() and self._motion is not None and self._motion.foreground is not None:
+        motion = look.motion
+        if cfg.motion_mask and motion is not None:
+            bands = head_bands(self._blobs(look))
+        elif self._guarding() and motion is not None and motion.foreground is not None:
             # Between detection rounds only the face masks are vouched for: whatever else moves is masked.
             # Motion under an elliptic face mask is accounted for only inside the ellipse, not its box.
             inner = grow(faces, 0.7) if not self.live and cfg.shape == "ellipse" else faces
-            movers = unexplained(self._motion.foreground, inner, self._fg_scale)
+            movers = unexplained(motion.foreground, inner, look.scale)
         return faces, bands, movers
 
     def _guarding(self) -> bool:

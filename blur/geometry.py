@@ -37,13 +37,14 @@ def crowd_factor(boxes: np.ndarray, neighbors: int, radius: float) -> np.ndarray
 
 def to_int_boxes(boxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Round outwards and clip; drop empty boxes."""
-    out = []
-    for x1, y1, x2, y2 in boxes[:, :4]:
-        a, b = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        c, d = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
-        if c > a and d > b:
-            out.append((a, b, c, d))
-    return out
+    if len(boxes) == 0:
+        return []
+    b = np.asarray(boxes[:, :4], np.float64)
+    lo = np.maximum(0, np.floor(b[:, 0:2]))
+    hi = np.minimum((width, height), np.ceil(b[:, 2:4]))
+    out = np.concatenate([lo, hi], axis=1).astype(np.int64)
+    keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
+    return [tuple(r) for r in out[keep].tolist()]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

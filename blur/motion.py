@@ -30,39 +30,59 @@ class MotionMap:
         self._rate = 1.0 / history
         self.scene_change = scene_change
         self.frames = 0
-        self.foreground: np.ndarray | None = None  # the newest foreground mask (255 = moving), cleaned
-        self.scene_changed = False  # the newest frame moved as a whole: the model was started again
-        self._blobs: np.ndarray | None = None
+        self.latest = MotionFrame(0, None, False, min_area_frac)  # the newest frame's motion
 
     def _new_model(self) -> cv2.BackgroundSubtractorMOG2:
         return cv2.createBackgroundSubtractorMOG2(history=self._history, varThreshold=25, detectShadows=False)
 
-    def update(self, small: np.ndarray) -> None:
-        """Feed one small frame (grey or 3 channels); `foreground` is then its moving pixels (None while
-        learning, and on a frame where the scene changed)."""
+    def update(self, small: np.ndarray) -> MotionFrame:
+        """Feed one small frame (grey or 3 channels); returns its motion (also kept as `latest`)."""
         # The slow rate from the second frame on: MOG2's own start-up rate (1/frames) learns a slowly moving
         # face into the background within a second, and nothing then looks at it. The cost is that people
         # who walk away from where they stood in the first frame leave "moving" ghosts for a few seconds.
         fg = self._bg.apply(small, learningRate=1.0 if self.frames == 0 else self._rate)
         self.frames += 1
-        self.scene_changed = False
-        self.foreground = None
-        self._blobs = None
+        self.latest = MotionFrame(self.frames, None, False, self.min_area_frac)
         if self.frames < 2:
-            return
+            return self.latest
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
         if cv2.countNonZero(fg) > self.scene_change * fg.size:
             # Most of the picture changed at once: the camera moved (a PTZ turn) or the light changed. The
             # old background says nothing any more; learn the new one from this frame.
             self._bg = self._new_model()
             self._bg.apply(small, learningRate=1.0)
-            self.scene_changed = True
-            return
-        self.foreground = cv2.dilate(fg, self._kernel, iterations=2)
+            self.latest.scene_changed = True
+            return self.latest
+        self.latest.foreground = cv2.dilate(fg, self._kernel, iterations=2)
+        return self.latest
+
+    @property
+    def foreground(self) -> np.ndarray | None:
+        """The newest frame's moving pixels (255), cleaned; None while learning or after a scene change."""
+        return self.latest.foreground
+
+    @property
+    def scene_changed(self) -> bool:
+        """The newest frame moved as a whole: the model was started again."""
+        return self.latest.scene_changed
 
     def blobs(self) -> np.ndarray:
-        """The newest frame's moving blobs as (N, 4) float boxes in small-frame pixels; computed when asked
-        (detection rounds and motion-mask mode need them, most frames do not)."""
+        return self.latest.blobs()
+
+
+@dataclass
+class MotionFrame:
+    """One frame's motion, apart from the model: the engine's later stages read a frame's motion while the
+    model may already have taken in the frames after it."""
+    frames: int                       # frames the model had seen, this one included
+    foreground: np.ndarray | None     # moving pixels (255), cleaned; None while learning, on a scene change
+    scene_changed: bool               # this frame moved as a whole: the model was started again
+    min_area_frac: float
+    _blobs: np.ndarray | None = None
+
+    def blobs(self) -> np.ndarray:
+        """The moving blobs as (N, 4) float boxes in small-frame pixels; computed when asked (detection
+        rounds and motion-mask mode need them, most frames do not)."""
         if self._blobs is None:
             self._blobs = np.zeros((0, 4), np.float32)
             if self.foreground is not None:
@@ -114,8 +134,9 @@ def unexplained(foreground: np.ndarray, faces: np.ndarray, scale: float, *, pad_
     removed when the foreground was made.)"""
     rest = foreground.copy()
     if len(faces):
-        for x1, y1, x2, y2 in np.round(faces[:, :4].astype(np.float32) * scale).astype(np.int32):
-            rest[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = 0
+        cut = np.maximum(0, np.round(faces[:, :4].astype(np.float32) * scale).astype(np.int32))
+        for x1, y1, x2, y2 in cut.tolist():
+            rest[y1:y2, x1:x2] = 0
     # A face's plain middle can match the background and split its silhouette: close small gaps and fill
     # holes, so the whole face is inside.
     rest = cv2.morphologyEx(rest, cv2.MORPH_CLOSE, _CLOSE)

@@ -14,6 +14,7 @@ class AnonymizerConfig:
     # Detector.
     detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
     device: str = "cpu"
+    detector_threads: int = 1             # onnxruntime threads per call: 1 per camera; a file may use more
     threshold: float = 0.09               # low on purpose: a false mask costs little, a missed face a lot
     # Whole-frame detection: one pass per factor, each lowered to fit `max_detect_pixels` (after
     # upscaling); larger factors find smaller faces.

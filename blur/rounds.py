@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from blur.detectors.base import Detector, empty_boxes
-from blur.motion import MotionMap, detection_regions
+from blur.motion import MotionFrame, detection_regions
 from blur.profiles import AnonymizerConfig
 from blur.search import search, search_regions, zoom
 
@@ -53,7 +53,7 @@ class RoundPlanner:
         """Whether the round just planned is the engine's first."""
         return self.rounds == 1
 
-    def plan(self, now: float, w: int, h: int, motion: MotionMap | None,
+    def plan(self, now: float, w: int, h: int, motion: MotionFrame | None,
              blobs: Callable[[], np.ndarray]) -> Regions | None:
         """Where to detect: None = whole frame (full sweep), else motion regions (possibly none). `blobs`
         gives this frame's moving blobs in frame pixels (asked for only when the round is not a sweep)."""

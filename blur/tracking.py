@@ -48,12 +48,7 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
     p0 = np.stack([xs, ys], axis=2).reshape(-1, 1, 2)
     p1, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **(_LK_FAR if far else _LK_NEAR))
     delta = ((p1 - p0).reshape(-1, 4, 2) / scale).astype(np.float32)
-    ok = status.reshape(-1, 4).astype(bool)
-    delta[~ok] = np.nan
-    found = ok.any(axis=1)
-    med = np.zeros((len(boxes), 2), np.float32)
-    if found.any():
-        med[found] = np.nanmedian(delta[found], axis=1)
+    med = _median_of_found(delta, status.reshape(-1, 4).astype(bool))
     out = boxes.astype(np.float32, copy=True)
     out[:, 0:4:2] += med[:, 0:1]
     out[:, 1:4:2] += med[:, 1:2]
@@ -61,30 +56,57 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
     return out
 
 
+def _median_of_found(delta: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per box, the median (x, y) of the points flow found (`delta` (N, 4, 2), `ok` (N, 4)); 0 where it found
+    none. numpy's nanmedian, without its per-call cost (a crowd has hundreds of boxes every frame)."""
+    found = ok.sum(axis=1)
+    d = np.where(ok[:, :, None], delta, np.inf)
+    d.sort(axis=1)  # the found points first, in order
+    lo = np.take_along_axis(d, np.maximum(0, (found - 1) // 2)[:, None, None].repeat(2, 2), axis=1)[:, 0]
+    hi = np.take_along_axis(d, np.maximum(0, found // 2)[:, None, None].repeat(2, 2), axis=1)[:, 0]
+    med = (lo + hi) / 2
+    med[found == 0] = 0.0
+    return med.astype(np.float32)
+
+
 def _refine_by_template(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, out: np.ndarray, scale: float,
                         reach: float) -> None:
     """Where a box's content is textured (a face is), find it again by normalized cross-correlation in a
     window around it: sparse flow drifts on plain backgrounds and loses a face that turns or crosses
     another person, template matching does not. `out` (the flow result) is overwritten where the match
-    is confident."""
+    is confident. Boxes and windows are worked out for all boxes at once; only the matching is per box
+    (a crowd has hundreds)."""
     h, w = cur.shape[:2]
-    for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4].astype(np.float32) * scale):
-        bx1, by1, bx2, by2 = int(max(0, x1)), int(max(0, y1)), int(min(w, x2)), int(min(h, y2))
-        tw, th = bx2 - bx1, by2 - by1
-        if tw < 6 or th < 6:
-            continue
-        tmpl = prev[by1:by2, bx1:bx2]
-        if float(cv2.meanStdDev(tmpl)[1][0, 0]) < 4.0:  # a plain patch: nothing to match (cv2: 10x np.std)
-            continue
-        r = int(reach * max(tw, th)) + 2
-        wx1, wy1, wx2, wy2 = max(0, bx1 - r), max(0, by1 - r), min(w, bx2 + r), min(h, by2 + r)
-        win = cur[wy1:wy2, wx1:wx2]
-        if win.shape[0] < th or win.shape[1] < tw:
-            continue
-        _, best, _, loc = cv2.minMaxLoc(cv2.matchTemplate(win, tmpl, cv2.TM_CCOEFF_NORMED))
+    b = boxes[:, :4].astype(np.float32) * scale
+    bx1 = np.maximum(0, b[:, 0]).astype(np.int32)
+    by1 = np.maximum(0, b[:, 1]).astype(np.int32)
+    bx2 = np.minimum(w, b[:, 2]).astype(np.int32)
+    by2 = np.minimum(h, b[:, 3]).astype(np.int32)
+    tw, th = bx2 - bx1, by2 - by1
+    ok = (tw >= 6) & (th >= 6)
+    if not ok.any():
+        return
+    # A plain patch has nothing to match: its standard deviation, for every box at once from the integral
+    # images of the previous frame.
+    s1, s2 = cv2.integral2(prev, sdepth=cv2.CV_64F)
+    x1c, y1c = np.where(ok, bx1, 0), np.where(ok, by1, 0)
+    x2c, y2c = np.where(ok, bx2, 1), np.where(ok, by2, 1)
+    n = np.maximum(1, (x2c - x1c) * (y2c - y1c))
+    total = s1[y2c, x2c] - s1[y1c, x2c] - s1[y2c, x1c] + s1[y1c, x1c]
+    sq = s2[y2c, x2c] - s2[y1c, x2c] - s2[y2c, x1c] + s2[y1c, x1c]
+    var = sq / n - (total / n) ** 2
+    ok &= var >= 16.0  # std >= 4 grey levels
+    r = (reach * np.maximum(tw, th)).astype(np.int32) + 2
+    wx1, wy1 = np.maximum(0, bx1 - r), np.maximum(0, by1 - r)
+    wx2, wy2 = np.minimum(w, bx2 + r), np.minimum(h, by2 + r)
+    ok &= (wy2 - wy1 >= th) & (wx2 - wx1 >= tw)
+    rows = np.column_stack([bx1, by1, bx2, by2, wx1, wy1, wx2, wy2])[ok].tolist()
+    for i, (x1, y1, x2, y2, a1, b1, a2, b2) in zip(np.flatnonzero(ok).tolist(), rows, strict=True):
+        _, best, _, loc = cv2.minMaxLoc(cv2.matchTemplate(cur[b1:b2, a1:a2], prev[y1:y2, x1:x2],
+                                                          cv2.TM_CCOEFF_NORMED))
         if best < 0.6:
             continue
-        dx, dy = (wx1 + loc[0] - bx1) / scale, (wy1 + loc[1] - by1) / scale
+        dx, dy = (a1 + loc[0] - x1) / scale, (b1 + loc[1] - y1) / scale
         out[i, 0:4:2] = boxes[i, 0:4:2] + dx
         out[i, 1:4:2] = boxes[i, 1:4:2] + dy
 
@@ -110,10 +132,12 @@ class Tracker:
         """Advance every track to the current frame."""
         if prev is None or not self.tracks:
             return
-        moved = flow_boxes(prev, cur, np.stack([t.box for t in self.tracks]), scale)
-        for t, b in zip(self.tracks, moved, strict=True):
-            dx, dy = abs(float(b[0] - t.box[0])), abs(float(b[1] - t.box[1]))
-            t.speed = (0.6 * t.speed[0] + 0.4 * dx, 0.6 * t.speed[1] + 0.4 * dy)
+        before = np.stack([t.box for t in self.tracks])
+        moved = flow_boxes(prev, cur, before, scale)
+        speeds = 0.6 * np.asarray([t.speed for t in self.tracks], np.float64) + 0.4 * np.abs(
+            moved[:, 0:2] - before[:, 0:2]).astype(np.float64)
+        for t, b, v in zip(self.tracks, moved, speeds.tolist(), strict=True):
+            t.speed = (v[0], v[1])
             t.steps += 1
             t.box = b
 

@@ -10,13 +10,14 @@ NAMES = ("centerface", "blazeface")
 
 
 def make_detector(name: str = "centerface", *, device: str = "cpu",
-                  threshold: float | None = None) -> Detector:
+                  threshold: float | None = None, threads: int = 1) -> Detector:
     """Build a detector by name: "centerface" (onnxruntime) or "blazeface" (mediapipe, full range; needs the
     optional `blazeface` extra, else `DetectorUnavailable`). `device` is "cpu" or "cuda" (CenterFace only;
-    falls back to CPU when CUDA is not available)."""
+    falls back to CPU when CUDA is not available). `threads`: onnxruntime's threads per call (CenterFace on
+    CPU): 1 for a camera (a relay runs many, each on its own thread), more for a file."""
     given = {} if threshold is None else {"threshold": threshold}
     if name == "centerface":
-        return CenterFaceDetector(device=device, **given)
+        return CenterFaceDetector(device=device, threads=max(1, threads), **given)
     if name == "blazeface":
         return BlazeFaceDetector(**given)
     raise ValueError(f"unknown detector {name!r}: choose 'centerface' or 'blazeface'")

@@ -211,17 +211,29 @@ def test_realtime_files_detect_on_the_live_schedule() -> None:
 
 
 class _FailingEngine:
-    """A real engine that raises `exc` on frame `at`."""
+    """A real engine whose stage `stage` raises `exc` on frame `at`."""
 
-    def __init__(self, exc: BaseException, at: int, **kwargs: Any) -> None:
+    def __init__(self, exc: BaseException, at: int, stage: str = "plan", **kwargs: Any) -> None:
         self._engine = Anonymizer(cli.engine_config("realtime", 12.0), live=False)
-        self._exc, self._at, self._seen = exc, at, 0
+        self._exc, self._at, self._stage = exc, at, stage
+        self._seen = {"look": 0, "plan": 0, "finish": 0}
 
-    def process(self, frame: av.VideoFrame) -> Any:
-        self._seen += 1
-        if self._seen > self._at:
+    def _maybe_fail(self, stage: str) -> None:
+        self._seen[stage] += 1
+        if stage == self._stage and self._seen[stage] > self._at:
             raise self._exc
-        return self._engine.process(frame)
+
+    def look(self, frame: av.VideoFrame) -> Any:
+        self._maybe_fail("look")
+        return self._engine.look(frame)
+
+    def plan(self, prepared: Any) -> Any:
+        self._maybe_fail("plan")
+        return self._engine.plan(prepared)
+
+    def finish(self, prepared: Any) -> Any:
+        self._maybe_fail("finish")
+        return self._engine.finish(prepared)
 
     def close(self) -> None:
         self._engine.close()
@@ -231,13 +243,15 @@ def _args(walk: Path, out: Path) -> argparse.Namespace:
     return argparse.Namespace(inputs=[walk], out=out, profile="realtime", mode="pixelate")
 
 
-@pytest.mark.parametrize(("exc", "status"), [(RuntimeError("model exploded"), 1), (KeyboardInterrupt(), 130)])
+@pytest.mark.parametrize(("exc", "status", "stage"), [
+    (RuntimeError("model exploded"), 1, "plan"), (KeyboardInterrupt(), 130, "plan"),
+    (RuntimeError("model exploded"), 1, "look"), (RuntimeError("model exploded"), 1, "finish")])
 def test_engine_failure_mid_file_leaves_no_output(walk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str], exc: BaseException,
-                                                  status: int) -> None:
+                                                  status: int, stage: str) -> None:
     import blur
 
-    monkeypatch.setattr(blur, "Anonymizer", lambda *a, **k: _FailingEngine(exc, CLIP_FRAMES // 2))
+    monkeypatch.setattr(blur, "Anonymizer", lambda *a, **k: _FailingEngine(exc, CLIP_FRAMES // 2, stage))
     out = tmp_path / "out"
     assert cli.run(_args(walk, out)) == status
     assert list(out.iterdir()) == []  # not even the partial file
@@ -260,3 +274,25 @@ def test_encoder_failure_mid_file_leaves_no_output(walk: Path, tmp_path: Path,
     assert cli.run(_args(walk, out)) == 1
     assert list(out.iterdir()) == []
     assert not _stage_threads()
+
+
+def test_the_first_stage_may_run_any_distance_ahead(walk: Path) -> None:
+    # Where a round looks depends only on the frames so far, never on the tracks: every frame through
+    # `look` first, then `plan` and `finish`, masks exactly as `process` does frame by frame.
+    config = cli.engine_config("realtime", 12.0)
+    with VideoReader(walk) as reader:
+        frames = list(reader.frames())
+    one_by_one = Anonymizer(config, live=False)
+    staged = Anonymizer(config, live=False)
+    try:
+        expected = [one_by_one.process(f) for f in frames]
+        looked = [staged.look(f) for f in frames]
+        got = [staged.finish(staged.plan(p)) for p in looked]
+    finally:
+        one_by_one.close()
+        staged.close()
+    assert sum(r.detected for _, r in expected) >= 2  # rounds ran, on more than the first frame
+    assert sum(len(r.boxes) > 0 for _, r in expected) > len(frames) // 2
+    for (want, want_report), (out, report) in zip(expected, got, strict=True):
+        assert report.boxes == want_report.boxes and report.failsafe == want_report.failsafe
+        assert all(np.array_equal(a, b) for a, b in zip(plane_views(out), plane_views(want), strict=True))

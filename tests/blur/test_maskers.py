@@ -74,3 +74,20 @@ def test_mask_on_a_single_plane_and_whole_frame():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown mask mode"):
         maskers.mask_boxes(portrait_bgr(), [BOX], mode="sparkle")
+
+
+@pytest.mark.parametrize("shape", maskers.SHAPES)
+def test_fill_boxes_paints_the_same_region_a_mask_cuts(shape):
+    # The chroma of a mosaic's face is painted flat: over exactly the pixels the mosaic replaces on luma.
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 120, (60, 80), np.uint8)
+    boxes = [(5, 4, 36, 45), (40, 10, 79, 30), (70, 50, 74, 53)]  # the last too small for an ellipse
+    painted, mosaic = img.copy(), img.copy()
+    maskers.fill_boxes(painted, boxes, shape, 200)
+    maskers.mask_boxes(mosaic, boxes, "solid", shape, fill=200)
+    assert np.array_equal(painted, mosaic)
+    outside = np.ones(img.shape, bool)
+    for x1, y1, x2, y2 in boxes:
+        outside[y1:y2, x1:x2] = False
+    assert np.array_equal(painted[outside], img[outside])
+    assert (painted == 200).sum() > 0.6 * sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes)
