@@ -179,15 +179,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        import cv2
-
-        from blur import Anonymizer, DetectorUnavailable
+        from blur import Anonymizer, DetectorUnavailable, one_opencv_thread
     except ImportError as exc:  # the engine failing to load is a set-up problem, not a per-file one
         print(f"{PROG}: error: anonymizer unavailable: {exc}", file=sys.stderr)
         return 2
-    # The stages of a file already keep the cores busy; OpenCV's own threads on the engine's small images
-    # only add hand-overs (measured: a fifth more CPU time and a slower run on the crowd clip).
-    cv2.setNumThreads(1)
+    one_opencv_thread()  # a file's stages keep the cores busy
 
     def factory(live: bool, fps: float | None = None) -> Any:
         return Anonymizer(engine_config(args.profile, fps), mode=args.mode, live=live)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from blur import Anonymizer
+from blur import Anonymizer, one_opencv_thread
 from blur.profiles import get_profile
 from relay.encoder import CODECS
 from relay.health import CameraHealth
@@ -74,6 +74,7 @@ class LeaseGate(Protocol):
 
 
 def default_anonymizer(camera: CameraSpec) -> FrameAnonymizer:
+    one_opencv_thread()  # cameras are the relay's parallelism (process-wide, idempotent)
     config = get_profile("realtime").with_(silhouette_colour=camera.silhouettes == "colour")
     return Anonymizer(config, mode="pixelate", masks=[list(p) for p in camera.privacy_masks], live=True)
 

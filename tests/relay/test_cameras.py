@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import cv2
 import pytest
 
 from policies.contract import CameraRuntime
@@ -157,9 +158,15 @@ def test_camera_spec_from_policy_runtime() -> None:
     assert spec.redacted_url == "rtsp://***@10.0.0.1/s" and spec.keepalive
     assert spec.privacy_masks == (((0.0, 0.0), (1.0, 0.0), (1.0, 0.5)),)
     assert "u:p@" not in repr(spec)
-    assert spec.silhouettes == "grey" and not default_anonymizer(spec).config.silhouette_colour
-    coloured = CameraSpec.of(runtime("y", "rtsp://10.0.0.1/s", silhouettes="colour"))
-    assert default_anonymizer(coloured).config.silhouette_colour  # the admin's choice reaches the engine
+    grey = default_anonymizer(spec)
+    coloured = default_anonymizer(CameraSpec.of(runtime("y", "rtsp://10.0.0.1/s", silhouettes="colour")))
+    try:
+        assert spec.silhouettes == "grey" and not grey.config.silhouette_colour
+        assert coloured.config.silhouette_colour  # the admin's choice reaches the engine
+        assert cv2.getNumThreads() == 1  # a camera's engine leaves the cores to the other cameras
+    finally:  # their detection workers stop before the interpreter does
+        grey.close()
+        coloured.close()
     with pytest.raises(ValueError, match="unsupported codec"):
         CameraManager(lambda _id: None, codec="h265")
 
