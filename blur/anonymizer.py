@@ -63,6 +63,7 @@ class MaskPlan:
     timings_ms: dict[str, float]
     faces: list[Box] = field(default_factory=list)
     face_shape: str = "box"
+    face_cells: int = 6
     bands: list[Box] = field(default_factory=list)
     movers: Movers | None = None
     layout: list[tuple[int, int, int]] | None = None
@@ -255,6 +256,7 @@ class Anonymizer:
             # out whenever a box runs slightly off, so live masks fill their whole box.
             plan.faces = to_int_boxes(faces, w, h)
             plan.face_shape = cfg.live_shape if self.live else cfg.shape
+            plan.face_cells = cfg.face_cells
             plan.bands = to_int_boxes(bands, w, h)
             if movers is not None:
                 plan.movers = movers
@@ -272,7 +274,7 @@ class Anonymizer:
         if plan.failure is not None:
             mask_whole(planes)
         else:
-            mask_boxes(planes, plan.faces, plan.mode, plan.face_shape)
+            mask_boxes(planes, plan.faces, plan.mode, plan.face_shape, plan.face_cells)
             mask_boxes(planes, plan.bands, plan.mode, "box")
             boxes = plan.faces + plan.bands
             if plan.movers is not None:

@@ -46,9 +46,10 @@ def solid(region: np.ndarray, value: float | tuple[float, ...] = 0) -> np.ndarra
     return out
 
 
-def _replacement(region: np.ndarray, mode: str, fill: float | tuple[float, ...]) -> np.ndarray:
+def _replacement(region: np.ndarray, mode: str, fill: float | tuple[float, ...], cells: int = 6,
+                 ) -> np.ndarray:
     if mode == "pixelate":
-        return pixelated(region)
+        return pixelated(region, cells)
     if mode == "blur":
         return blurred(region)
     if mode == "solid":
@@ -72,13 +73,14 @@ def _ellipse_where(w: int, h: int) -> np.ndarray:
 
 
 def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", shape: str = "ellipse",
-               fill: float | tuple[float, ...] = 0) -> None:
-    """Mask each (x1, y1, x2, y2) box of `img` in place (boxes already clipped to the image)."""
+               fill: float | tuple[float, ...] = 0, cells: int = 6) -> None:
+    """Mask each (x1, y1, x2, y2) box of `img` in place (boxes already clipped to the image); a mosaic has
+    `cells` cells across the box's longer side."""
     for x1, y1, x2, y2 in boxes:
         if x2 <= x1 or y2 <= y1:
             continue
         roi = img[y1:y2, x1:x2]
-        rep = _replacement(roi, mode, fill)
+        rep = _replacement(roi, mode, fill, cells)
         if shape == "ellipse" and min(x2 - x1, y2 - y1) > 4:
             # copyTo writes through the view; a boolean-indexed copy costs more than the mosaic itself.
             cv2.copyTo(rep, ellipse_mask(x2 - x1, y2 - y1), roi)

@@ -77,13 +77,13 @@ def mask_whole(planes: list[np.ndarray]) -> None:
         maskers.mask_whole(p)
 
 
-def mask_boxes(planes: list[np.ndarray], boxes: list[Box], mode: str, shape: str) -> None:
-    """Mask each box (frame pixels) on every plane."""
+def mask_boxes(planes: list[np.ndarray], boxes: list[Box], mode: str, shape: str, cells: int = 6) -> None:
+    """Mask each box (frame pixels) on every plane; a mosaic has `cells` cells across a box."""
     if len(planes) == 1:
-        maskers.mask_boxes(planes[0], boxes, mode, shape, fill=0)
+        maskers.mask_boxes(planes[0], boxes, mode, shape, fill=0, cells=cells)
         return
     y, u, v = planes
-    maskers.mask_boxes(y, boxes, mode, shape, fill=16)
+    maskers.mask_boxes(y, boxes, mode, shape, fill=16, cells=cells)
     ch, cw = u.shape
     cboxes = chroma_boxes(boxes, cw, ch)
     if mode == "blur":

@@ -34,6 +34,7 @@ class AnonymizerConfig:
     large_px: float = 24.0
     vertical: float = 1.35                # extra height factor on top of the margin
     shape: str = "ellipse"                # "ellipse" | "box"
+    face_cells: int = 6                   # mosaic cells across a face mask's (grown) box
     live_shape: str = "box"               # live mode: boxes are carried, not fresh; cover their corners
     crowd_neighbors: int = 0              # > 0: a face with this many others nearby is "in a crowd"...
     crowd_radius: float = 4.0             # ...nearby = within this many face heights...
