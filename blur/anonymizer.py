@@ -85,7 +85,7 @@ class Look:
 @dataclass
 class Prepared:
     """A frame on its way through the engine's stages (`look`, `plan`, `finish`)."""
-    frame: av.VideoFrame | None            # the engine's own copy (yuv420p); the caller's is never written
+    frame: av.VideoFrame                   # the engine's own copy (yuv420p); the caller's is never written
     planes: list[np.ndarray]
     look: Look
     plan: MaskPlan | None = None
@@ -153,7 +153,8 @@ class Anonymizer:
 
     def finish(self, prepared: Prepared) -> tuple[av.VideoFrame, FrameReport]:
         """Stage 3: mask the frame as planned; returns it and its report."""
-        assert prepared.frame is not None and prepared.plan is not None
+        if prepared.plan is None:
+            raise ValueError("finish() needs a frame that went through plan() first")
         return prepared.frame, self._apply(prepared.planes, prepared.plan)
 
     def process_bgr(self, image: np.ndarray) -> tuple[np.ndarray, FrameReport]:

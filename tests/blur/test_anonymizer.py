@@ -59,6 +59,19 @@ def test_any_pixel_format_in(fmt):
     assert report.boxes == [(10, 10, 50, 50)]
 
 
+def test_stages_in_order_give_what_process_gives_and_finish_needs_a_plan():
+    img, _ = scene(200, 100)
+    staged = Anonymizer(EXACT, detector=FixedBoxDetector([(10, 10, 50, 50)]))
+    looked = staged.look(to_frame(img))
+    with pytest.raises(ValueError, match="plan"):
+        staged.finish(looked)  # a frame never leaves unplanned, hence unmasked
+    out, report = staged.finish(staged.plan(looked))
+    plain = Anonymizer(EXACT, detector=FixedBoxDetector([(10, 10, 50, 50)]))
+    want, want_report = plain.process(to_frame(img))
+    assert report.boxes == want_report.boxes == [(10, 10, 50, 50)]
+    assert np.array_equal(out.to_ndarray(), want.to_ndarray())
+
+
 @pytest.mark.parametrize("mode", maskers.MODES)
 def test_yuv_planes_masked_exactly_like_the_plane_maskers(mode):
     img, _ = scene(200, 100)
