@@ -18,7 +18,7 @@ import numpy as np
 from blur.detectors import Detector, make_detector
 from blur.detectors.base import empty_boxes
 from blur.failsafe import FailReason, Failure
-from blur.geometry import crowd_factor, grow, to_int_boxes
+from blur.geometry import crowd_factor, grow, int_boxes_kept, to_int_boxes
 from blur.maskers import row_layout
 from blur.motion import MotionFrame, MotionMap, Movers, head_bands, unexplained
 from blur.perspective import Perspective
@@ -63,7 +63,7 @@ class MaskPlan:
     timings_ms: dict[str, float]
     faces: list[Box] = field(default_factory=list)
     face_shape: str = "box"
-    face_cells: int = 6
+    face_cells: list[int] = field(default_factory=list)  # mosaic cells across each face box
     bands: list[Box] = field(default_factory=list)
     movers: Movers | None = None
     layout: list[tuple[int, int, int]] | None = None
@@ -252,12 +252,12 @@ class Anonymizer:
         t3 = time.perf_counter()
         plan = MaskPlan(failure=failure, detected=detected, mode=self.mode, timings_ms=timings)
         if failure is None:
-            faces, bands, movers = self._mask_boxes(frame, look)
+            faces, cells, bands, movers = self._mask_boxes(frame, look)
             # Live face boxes are carried between lagging detections: an ellipse would leave a face's corner
             # out whenever a box runs slightly off, so live masks fill their whole box.
-            plan.faces = to_int_boxes(faces, w, h)
+            plan.faces, kept = int_boxes_kept(faces, w, h)
+            plan.face_cells = cells[kept].tolist()
             plan.face_shape = cfg.live_shape if self.live else cfg.shape
-            plan.face_cells = cfg.face_cells
             plan.bands = to_int_boxes(bands, w, h)
             if movers is not None:
                 plan.movers = movers
@@ -359,14 +359,19 @@ class Anonymizer:
             return np.zeros((0, 4), np.float32)
         return look.motion.blobs() / look.scale
 
-    def _mask_boxes(self, frame: int, look: Look) -> tuple[np.ndarray, np.ndarray, Movers | None]:
-        """This frame's face masks, head bands (motion-mask mode) and unaccounted moving regions."""
+    def _mask_boxes(self, frame: int, look: Look,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Movers | None]:
+        """This frame's face masks (and their mosaics' cells across), head bands (motion-mask mode) and
+        unaccounted moving regions."""
         cfg = self.config
         boxes, pad = self._tracker.boxes(frame)
         faces = np.zeros((0, 4), np.float32)
+        cells = np.zeros(0, np.int64)
         if len(boxes):
             crowd = crowd_factor(boxes, cfg.crowd_neighbors, cfg.crowd_radius)
-            margin = np.where(boxes[:, 3] - boxes[:, 1] >= cfg.large_px, cfg.margin_large, cfg.margin)
+            large = boxes[:, 3] - boxes[:, 1] >= cfg.large_px
+            cells = np.where(large, cfg.face_cells_large, cfg.face_cells)
+            margin = np.where(large, cfg.margin_large, cfg.margin)
             fx = margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
             fy = margin * pad * cfg.vertical * np.where(crowd, cfg.crowd_grow[1], 1.0)
             faces = grow(boxes, fx, fy)
@@ -386,7 +391,7 @@ class Anonymizer:
             # Motion under an elliptic face mask is accounted for only inside the ellipse, not its box.
             inner = grow(faces, 0.7) if not self.live and cfg.shape == "ellipse" else faces
             movers = unexplained(motion.foreground, inner, look.scale)
-        return faces, bands, movers
+        return faces, cells, bands, movers
 
     def _guarding(self) -> bool:
         """Whether moving regions that no face mask accounts for are masked (video, from its second frame)."""

@@ -37,14 +37,20 @@ def crowd_factor(boxes: np.ndarray, neighbors: int, radius: float) -> np.ndarray
 
 def to_int_boxes(boxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Round outwards and clip; drop empty boxes."""
+    return int_boxes_kept(boxes, width, height)[0]
+
+
+def int_boxes_kept(boxes: np.ndarray, width: int, height: int,
+                   ) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+    """`to_int_boxes`, and which of the given boxes it kept (bool per box)."""
     if len(boxes) == 0:
-        return []
+        return [], np.zeros(0, bool)
     b = np.asarray(boxes[:, :4], np.float64)
     lo = np.maximum(0, np.floor(b[:, 0:2]))
     hi = np.minimum((width, height), np.ceil(b[:, 2:4]))
     out = np.concatenate([lo, hi], axis=1).astype(np.int64)
     keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
-    return [tuple(r) for r in out[keep].tolist()]
+    return [tuple(r) for r in out[keep].tolist()], keep
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ code masks BGR images and the Y, U, V planes of a YUV 4:2:0 frame (boxes halved 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import cv2
@@ -72,15 +72,16 @@ def _ellipse_where(w: int, h: int) -> np.ndarray:
     return ellipse_mask(w, h).astype(bool)
 
 
-def mask_boxes(img: np.ndarray, boxes: Iterable[Box], mode: str = "pixelate", shape: str = "ellipse",
-               fill: float | tuple[float, ...] = 0, cells: int = 6) -> None:
+def mask_boxes(img: np.ndarray, boxes: Sequence[Box], mode: str = "pixelate", shape: str = "ellipse",
+               fill: float | tuple[float, ...] = 0, cells: int | Sequence[int] = 6) -> None:
     """Mask each (x1, y1, x2, y2) box of `img` in place (boxes already clipped to the image); a mosaic has
-    `cells` cells across the box's longer side."""
-    for x1, y1, x2, y2 in boxes:
+    `cells` cells (one number, or one per box) across the box's longer side."""
+    per_box = [cells] * len(boxes) if isinstance(cells, int) else cells
+    for (x1, y1, x2, y2), n in zip(boxes, per_box, strict=True):
         if x2 <= x1 or y2 <= y1:
             continue
         roi = img[y1:y2, x1:x2]
-        rep = _replacement(roi, mode, fill, cells)
+        rep = _replacement(roi, mode, fill, n)
         if shape == "ellipse" and min(x2 - x1, y2 - y1) > 4:
             # copyTo writes through the view; a boolean-indexed copy costs more than the mosaic itself.
             cv2.copyTo(rep, ellipse_mask(x2 - x1, y2 - y1), roi)

@@ -77,8 +77,10 @@ def mask_whole(planes: list[np.ndarray]) -> None:
         maskers.mask_whole(p)
 
 
-def mask_boxes(planes: list[np.ndarray], boxes: list[Box], mode: str, shape: str, cells: int = 6) -> None:
-    """Mask each box (frame pixels) on every plane; a mosaic has `cells` cells across a box."""
+def mask_boxes(planes: list[np.ndarray], boxes: list[Box], mode: str, shape: str,
+               cells: int | Sequence[int] = 6) -> None:
+    """Mask each box (frame pixels) on every plane; a mosaic has `cells` cells (one number, or one per box)
+    across a box."""
     if len(planes) == 1:
         maskers.mask_boxes(planes[0], boxes, mode, shape, fill=0, cells=cells)
         return

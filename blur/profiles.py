@@ -34,7 +34,10 @@ class AnonymizerConfig:
     large_px: float = 24.0
     vertical: float = 1.35                # extra height factor on top of the margin
     shape: str = "ellipse"                # "ellipse" | "box"
-    face_cells: int = 6                   # mosaic cells across a face mask's (grown) box
+    face_cells: int = 6                   # mosaic cells across a face mask's (grown) box...
+    face_cells_large: int = 4             # ...and across one whose face was found at least `large_px` high:
+                                          # a box on part of a large face must not leave cells finer than a
+                                          # sixth of the face
     live_shape: str = "box"               # live mode: boxes are carried, not fresh; cover their corners
     crowd_neighbors: int = 0              # > 0: a face with this many others nearby is "in a crowd"...
     crowd_radius: float = 4.0             # ...nearby = within this many face heights...

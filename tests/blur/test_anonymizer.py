@@ -82,7 +82,8 @@ def test_yuv_planes_masked_exactly_like_the_plane_maskers(mode):
     y, u, v = (frame.to_ndarray()[:360], frame.to_ndarray()[360:450].reshape(180, 320),
                frame.to_ndarray()[450:].reshape(180, 320))
     want_y, want_u, want_v = y.copy(), u.copy(), v.copy()
-    maskers.mask_boxes(want_y, [box], mode, "box", fill=16)
+    # A face found this large gets the coarser mosaic (`face_cells_large`).
+    maskers.mask_boxes(want_y, [box], mode, "box", fill=16, cells=EXACT.face_cells_large)
     # A mosaic's face leaves grey (no skin colour): its chroma is flat, as a solid mask's is.
     chroma_mode = "solid" if mode == "pixelate" else mode
     maskers.mask_boxes(want_u, [(50, 30, 101, 91)], chroma_mode, "box", fill=128)
@@ -92,6 +93,18 @@ def test_yuv_planes_masked_exactly_like_the_plane_maskers(mode):
     assert np.array_equal(got[360:450].reshape(180, 320), want_u)
     assert np.array_equal(got[450:].reshape(180, 320), want_v)
     assert not np.array_equal(got[:360], y)
+
+
+def test_small_and_large_faces_get_their_own_mosaic_cells():
+    img, _ = scene(200, 100)
+    small, large = (10, 10, 28, 28), (100, 20, 160, 80)  # found 18 and 60 px high (large_px is 24)
+    out, report = Anonymizer(EXACT, detector=FixedBoxDetector([small, large])).process(to_frame(img))
+    assert sorted(report.boxes) == sorted([small, large])
+    want = to_frame(img).to_ndarray()[:360].copy()
+    maskers.mask_boxes(want, [small], "pixelate", "box", fill=16, cells=EXACT.face_cells)
+    maskers.mask_boxes(want, [large], "pixelate", "box", fill=16, cells=EXACT.face_cells_large)
+    assert EXACT.face_cells_large < EXACT.face_cells
+    assert np.array_equal(out.to_ndarray()[:360], want)
 
 
 def test_static_masks_always_applied_without_a_detector():

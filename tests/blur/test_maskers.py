@@ -91,3 +91,15 @@ def test_fill_boxes_paints_the_same_region_a_mask_cuts(shape):
         outside[y1:y2, x1:x2] = False
     assert np.array_equal(painted[outside], img[outside])
     assert (painted == 200).sum() > 0.6 * sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes)
+
+
+def test_mosaic_cells_per_box():
+    # A face found large gets a coarser mosaic than a small one (`face_cells_large`): cells per box.
+    ys, xs = np.mgrid[0:80, 0:160]
+    img = (0.25 * xs + 2.5 * ys).astype(np.uint8)  # no two cells have the same mean
+    out = img.copy()
+    maskers.mask_boxes(out, [(0, 0, 60, 60), (80, 0, 140, 60)], "pixelate", "box", cells=[6, 3])
+    assert len(np.unique(out[0:60, 0:60])) == 36 and len(np.unique(out[0:60, 80:140])) == 9
+    assert np.array_equal(out[60:], img[60:])
+    with pytest.raises(ValueError):
+        maskers.mask_boxes(out, [(0, 0, 10, 10)], "pixelate", "box", cells=[6, 3])  # one per box
