@@ -23,6 +23,7 @@ from blur.maskers import row_layout
 from blur.motion import MotionFrame, MotionMap, Movers, head_bands, unexplained
 from blur.perspective import Perspective
 from blur.planes import (
+    Box,
     Polygon,
     StaticMasks,
     copy_to_yuv420p,
@@ -49,9 +50,6 @@ class FrameReport:
     detected: bool                          # a fresh detection result was applied this frame
     timings_ms: dict[str, float] = field(default_factory=dict)
     cause: FailReason | None = None         # why failsafe, without the detail
-
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -109,8 +107,7 @@ class Anonymizer:
         self._motion = MotionMap() if (cfg.motion_gating or cfg.motion_mask or cfg.guard_motion) else None
         self._planner = RoundPlanner(cfg, live)
         self._prev_small: np.ndarray | None = None
-        self._looked = -1  # the last frame stage 1 took (`_look`)
-        self._frame = -1   # the last frame stage 2 took (`_plan`)
+        self._looked = -1  # the last frame stage 1 took (`_look`); stage 2 reads it from each Look
         self._failure: Failure | None = None  # offline: the detector's error, until a round succeeds
         self._live = LiveScheduler(cfg, detector) if live else None
         self._perspective: Perspective | None = None  # made on the first frame (it needs the height)
@@ -216,7 +213,7 @@ class Anonymizer:
         cfg = self.config
         t0 = time.perf_counter()
         now = time.monotonic()
-        self._frame = frame = look.index
+        frame = look.index
         h, w = planes[0].shape[:2]
         if self._perspective is None or self._perspective.height != h:
             self._perspective = Perspective(h)
@@ -271,7 +268,7 @@ class Anonymizer:
         """Mask the planes as `plan` says, static masks last. Depends on nothing but its arguments and the
         static masks, so it may run on another thread than the analysis of the frames after it."""
         t3 = time.perf_counter()
-        boxes: list[tuple[int, int, int, int]] = []
+        boxes: list[Box] = []
         if plan.failure is not None:
             mask_whole(planes)
         else:

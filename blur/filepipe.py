@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 U = TypeVar("U")
 
-DEPTH = 12          # items queued between two stages: enough to ride out an uneven frame, little memory
+DEPTH = 12         # items queued between two stages: enough to ride out an uneven frame, little memory
 _POLL_S = 0.05     # how often a waiting stage looks whether another one has failed
 _END = object()
 

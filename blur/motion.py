@@ -56,19 +56,6 @@ class MotionMap:
         self.latest.foreground = cv2.dilate(fg, self._kernel, iterations=2)
         return self.latest
 
-    @property
-    def foreground(self) -> np.ndarray | None:
-        """The newest frame's moving pixels (255), cleaned; None while learning or after a scene change."""
-        return self.latest.foreground
-
-    @property
-    def scene_changed(self) -> bool:
-        """The newest frame moved as a whole: the model was started again."""
-        return self.latest.scene_changed
-
-    def blobs(self) -> np.ndarray:
-        return self.latest.blobs()
-
 
 @dataclass
 class MotionFrame:

@@ -48,23 +48,23 @@ def walk(motion: MotionMap, camera: Camera, frames: int, x0: int = 10, y: int = 
 def test_the_first_frame_is_learnt_and_a_still_scene_has_no_motion() -> None:
     motion, camera = MotionMap(), Camera()
     motion.update(camera.frame())
-    assert motion.foreground is None and motion.frames == 1
+    assert motion.latest.foreground is None and motion.frames == 1
     for _ in range(10):
         motion.update(camera.frame())
-    assert motion.foreground is not None
-    assert cv2.countNonZero(motion.foreground) == 0
-    assert len(motion.blobs()) == 0
+    assert motion.latest.foreground is not None
+    assert cv2.countNonZero(motion.latest.foreground) == 0
+    assert len(motion.latest.blobs()) == 0
 
 
 def test_a_walking_person_is_one_blob_and_the_still_scene_around_them_is_not() -> None:
     motion, camera = MotionMap(), Camera()
     x = walk(motion, camera, 20)
     px1, py1, px2, py2 = person_box(x, 40)
-    (blob,) = motion.blobs()
+    (blob,) = motion.latest.blobs()
     # Around the person, grown by the cleaning's dilation (a few pixels), no more.
     assert blob[0] <= px1 and blob[1] <= py1 and blob[2] >= px2 and blob[3] >= py2
     assert np.abs(blob - (px1, py1, px2, py2)).max() <= 6
-    fg = motion.foreground.copy()
+    fg = motion.latest.foreground.copy()
     fg[py1 - 6 : py2 + 6, px1 - 6 : px2 + 6] = 0
     assert cv2.countNonZero(fg) == 0  # nothing where they walked before, nor anywhere else
 
@@ -76,7 +76,7 @@ def test_someone_who_stops_becomes_background_after_the_take_in_time() -> None:
     standing = []
     for _ in range(TAKE_IN + 20):
         motion.update(camera.frame((x, 40)))
-        standing.append(cv2.countNonZero(motion.foreground[py1:py2, px1:px2]) > 0)
+        standing.append(cv2.countNonZero(motion.latest.foreground[py1:py2, px1:px2]) > 0)
     taken_in = standing.index(False) + 1  # frames standing until they no longer show as moving
     assert TAKE_IN * 0.9 <= taken_in <= TAKE_IN * 1.1
     assert not any(standing[taken_in:])  # and they stay background
@@ -87,7 +87,7 @@ def test_a_shorter_history_takes_a_standing_person_in_sooner() -> None:
     x = walk(motion, camera, 20)
     px1, py1, px2, py2 = person_box(x, 40)
     frames = 0
-    while cv2.countNonZero(motion.foreground[py1:py2, px1:px2]) and frames < TAKE_IN:
+    while cv2.countNonZero(motion.latest.foreground[py1:py2, px1:px2]) and frames < TAKE_IN:
         motion.update(camera.frame((x, 40)))
         frames += 1
     assert 0.11 * 300 * 0.8 <= frames <= 0.11 * 300 * 1.2
@@ -98,19 +98,19 @@ def test_a_scene_change_restarts_the_background_from_that_frame() -> None:
     walk(motion, camera, 5)
     turned = Camera(np.ascontiguousarray(np.roll(SCENE, 50, axis=1)))  # the camera panned
     motion.update(turned.frame())
-    assert motion.scene_changed and motion.foreground is None
+    assert motion.latest.scene_changed and motion.latest.foreground is None
     motion.update(turned.frame())
-    assert not motion.scene_changed
-    assert cv2.countNonZero(motion.foreground) == 0  # the new view is the background at once
+    assert not motion.latest.scene_changed
+    assert cv2.countNonZero(motion.latest.foreground) == 0  # the new view is the background at once
     motion.update(turned.frame((60, 50)))
-    (blob,) = motion.blobs()  # and someone walking on it is found
+    (blob,) = motion.latest.blobs()  # and someone walking on it is found
     assert np.abs(blob - person_box(60, 50)).max() <= 6
 
 
 def test_a_small_change_is_not_a_scene_change() -> None:
     motion, camera = MotionMap(), Camera()
     walk(motion, camera, 5)
-    assert not motion.scene_changed
+    assert not motion.latest.scene_changed
 
 
 def test_detection_regions_are_the_padded_upper_part_of_each_blob_merged() -> None:
