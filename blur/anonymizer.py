@@ -37,6 +37,7 @@ from blur.planes import (
 from blur.profiles import AnonymizerConfig, check_options, get_profile
 from blur.rounds import Regions, RoundPlanner, detect_round
 from blur.scheduler import LiveScheduler
+from blur.search import region_scale
 from blur.tracking import Tracker, flow_boxes
 
 __all__ = ["Anonymizer", "FailReason", "FrameReport", "Look", "MaskPlan", "Polygon", "Prepared"]
@@ -233,7 +234,7 @@ class Anonymizer:
             detected, failure = self._live_step(planes, look, now, w, h)
         elif look.round is not None:
             dets, regions = look.round
-            self._tracker.update(dets, frame, regions)
+            self._tracker.update(dets, frame, regions, self._smallest(regions))
             self._learn(dets)
             detected = True
         if failure is None and motion is not None and self._guarding():
@@ -249,7 +250,7 @@ class Anonymizer:
         t3 = time.perf_counter()
         plan = MaskPlan(failure=failure, detected=detected, mode=self.mode, timings_ms=timings)
         if failure is None:
-            faces, cells, bands, movers = self._mask_boxes(frame, look)
+            faces, cells, bands, movers = self._mask_boxes(frame, look, w, h)
             # Live face boxes are carried between lagging detections: an ellipse would leave a face's corner
             # out whenever a box runs slightly off, so live masks fill their whole box.
             plan.faces, kept = int_boxes_kept(faces, w, h)
@@ -272,11 +273,13 @@ class Anonymizer:
         if plan.failure is not None:
             mask_whole(planes)
         else:
+            # Silhouettes first: in a crowd a face's mask lies inside a moving region whose filled
+            # silhouette covers it too, and the face's own, coarser mosaic must be what shows.
+            movers = [] if plan.movers is None else mask_movers(planes, plan.movers, plan.mode, plan.layout,
+                                                                 plan.colour)
             mask_boxes(planes, plan.faces, plan.mode, plan.face_shape, plan.face_cells)
             mask_boxes(planes, plan.bands, plan.mode, "box")
-            boxes = plan.faces + plan.bands
-            if plan.movers is not None:
-                boxes += mask_movers(planes, plan.movers, plan.mode, plan.layout, plan.colour)
+            boxes = plan.faces + plan.bands + movers
         self._static.apply(planes)
         timings = plan.timings_ms
         timings["mask"] = (time.perf_counter() - t3) * 1000 + timings.pop("plan", 0.0)
@@ -302,6 +305,14 @@ class Anonymizer:
         if regions is None:
             self._planner.swept(time.monotonic())
 
+    def _smallest(self, regions: Regions | None) -> float:
+        """The smallest face (frame pixels) a round over `regions` can find: region rounds run scaled down
+        to fit their pixel budget, and on a crowd that is well below 1x."""
+        if not regions:
+            return 0.0
+        cfg = self.config
+        return cfg.min_face_px / region_scale(regions, cfg.motion_scale, cfg.motion_max_pixels)
+
     def _live_step(self, planes: list[np.ndarray], look: Look, now: float, w: int, h: int,
                    ) -> tuple[bool, Failure | None]:
         """Apply the newest finished round (carried to this frame by one flow step), submit the next one
@@ -316,7 +327,7 @@ class Anonymizer:
             if len(dets) and self.config.track and result.job.small.shape == small.shape:
                 moved = flow_boxes(result.job.small, small, dets[:, :4], sscale, far=True)
                 dets = np.concatenate([moved, dets[:, 4:5]], axis=1)
-            self._tracker.update(dets, frame, result.job.regions)
+            self._tracker.update(dets, frame, result.job.regions, self._smallest(result.job.regions))
             self._learn(dets)
             if result.job.regions is None:
                 self._planner.swept(result.job.captured, result.ms / 1000)
@@ -356,7 +367,7 @@ class Anonymizer:
             return np.zeros((0, 4), np.float32)
         return look.motion.blobs() / look.scale
 
-    def _mask_boxes(self, frame: int, look: Look,
+    def _mask_boxes(self, frame: int, look: Look, width: int, height: int,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Movers | None]:
         """This frame's face masks (and their mosaics' cells across), head bands (motion-mask mode) and
         unaccounted moving regions."""
@@ -372,6 +383,10 @@ class Anonymizer:
             fx = margin * pad * np.where(crowd, cfg.crowd_grow[0], 1.0)
             fy = margin * pad * cfg.vertical * np.where(crowd, cfg.crowd_grow[1], 1.0)
             faces = grow(boxes, fx, fy)
+            # A face whose mask the picture's edge cuts was found by the part of it that shows: the box may
+            # be smaller than the face, and the mask is cut shorter still, so it gets the coarser cells.
+            cut = (faces[:, 0] < 0) | (faces[:, 1] < 0) | (faces[:, 2] > width) | (faces[:, 3] > height)
+            cells = np.where(cut, cfg.face_cells_large, cells)
             if self.live and cfg.lead_frames > 0:
                 # Detection lags the video and flow lags a face that turns: a moving face's mask reaches
                 # ahead of (and behind) it by the distance it covers in `lead_frames`.

@@ -51,6 +51,8 @@ class AnonymizerConfig:
     motion_gating: bool = True            # between full sweeps, detect only in moving regions...
     motion_scale: float = 2.0             # ...upscaled by this...
     motion_max_pixels: int = 100_000      # ...within this many pixels (after upscaling) per round
+    min_face_px: float = 16.0             # the smallest face the detector finds, in its input's pixels: a
+                                          # round scaled down further cannot miss a smaller face's track
     motion_mask: bool = False             # also mask the head band of every moving blob (detector-free net)
     track: bool = True                    # False only for diagnosis: boxes then hold for one frame
     track_persist: int = 2                # drop a track after this many detections in a row missed it

@@ -68,13 +68,19 @@ def zoom(detector: Detector, rgb: np.ndarray, found: np.ndarray, scale: float, s
     return nms(np.concatenate([found, more]), 0.3, union) if len(more) else found
 
 
+def region_scale(regions: Sequence[tuple[int, int, int, int]], scale: float, max_pixels: int) -> float:
+    """The scale a pass over `regions` runs at: `scale`, lowered until the regions together fit `max_pixels`
+    (0 when there is nothing to look at)."""
+    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
+    return min(scale, float(np.sqrt(max_pixels / area))) if area > 0 else 0.0
+
+
 def search_regions(detector: Detector, rgb: np.ndarray, regions: Sequence[tuple[int, int, int, int]],
                    scale: float, max_pixels: int) -> np.ndarray:
     """Detect inside each region at `scale` (lowered if the regions together exceed the budget)."""
-    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
-    if area == 0:
+    s = region_scale(regions, scale, max_pixels)
+    if s == 0:
         return empty_boxes()
-    s = min(scale, float(np.sqrt(max_pixels / area)))
     found = []
     for x1, y1, x2, y2 in regions:
         d = detect_scaled(detector, np.ascontiguousarray(rgb[y1:y2, x1:x2]), s)

@@ -32,6 +32,8 @@ class Track:
     misses: int = 0   # detection results in a row that looked here and did not confirm it
     speed: tuple[float, float] = (0.0, 0.0)  # recent |dx|, |dy| per frame (full-frame pixels)
     steps: int = 0    # frames tracked by flow: speed means little until a few have passed
+    seen: float = 0.0  # height of the detection that last confirmed it (0: none yet)
+    hits: int = 1      # detections that found it
 
 
 def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: float, far: bool = False,
@@ -123,9 +125,10 @@ def _areas(b: np.ndarray) -> np.ndarray:
 
 
 class Tracker:
-    def __init__(self, persist: int = 2, pad_per_frame: float = 0.05) -> None:
+    def __init__(self, persist: int = 2, pad_per_frame: float = 0.05, shrink: float = 0.8) -> None:
         self.persist = persist
         self.pad_per_frame = pad_per_frame
+        self.shrink = shrink
         self.tracks: list[Track] = []
 
     def step(self, prev: np.ndarray | None, cur: np.ndarray, scale: float, frame: int) -> None:
@@ -142,9 +145,10 @@ class Tracker:
             t.box = b
 
     def update(self, dets: np.ndarray, frame: int, regions: list[tuple[int, int, int, int]] | None = None,
-               ) -> None:
+               smallest: float = 0.0) -> None:
         """Apply a detection result (already in current-frame coordinates). `regions`: where the detector
-        looked (None = everywhere); tracks outside them are neither confirmed nor aged."""
+        looked (None = everywhere); tracks outside them are neither confirmed nor aged, nor are tracks lower
+        than `smallest`, the smallest face the round could have found."""
         boxes = dets[:, :4] if len(dets) else np.zeros((0, 4), np.float32)
         existing = np.stack([t.box for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32)
         iou = iou_matrix(existing, boxes)
@@ -153,7 +157,8 @@ class Tracker:
             di = int(np.argmax(iou[ti]))
             if iou[ti, di] >= 0.2 and di not in matched_det:
                 matched_det.add(di)
-                self.tracks[ti].box = boxes[di].astype(np.float32)
+                self._confirm(self.tracks[ti], boxes[di])
+                self.tracks[ti].hits += 1
                 self.tracks[ti].score = float(dets[di, 4])
                 self.tracks[ti].last_seen = frame
                 self.tracks[ti].misses = 0
@@ -173,6 +178,7 @@ class Tracker:
                 t.box = np.asarray([min(t.box[0], b[0]), min(t.box[1], b[1]), max(t.box[2], b[2]),
                                     max(t.box[3], b[3])], np.float32)
                 t.last_seen, t.misses = frame, 0
+                t.hits += 1
                 matched_det.add(di)
                 # The grown track may now hold later detections too.
                 tb[ti] = t.box
@@ -189,12 +195,29 @@ class Tracker:
                 looked = (_overlaps(ub, rb) >= 0.8 * _areas(ub)[:, None]).any(axis=1)
             else:
                 looked = np.zeros(len(unseen), bool)
+            # A face found more than once is not given up by a round that could not have found it again.
+            sure = np.asarray([t.hits > 1 for t in unseen])
+            looked &= ~sure | ((ub[:, 3] - ub[:, 1]) >= smallest)
             for t, miss in zip(unseen, looked, strict=True):
                 t.misses += int(miss)
         self.tracks = [t for t in self.tracks if t.misses <= self.persist]
         for di in range(len(boxes)):
             if di not in matched_det:
-                self.tracks.append(Track(boxes[di].astype(np.float32), float(dets[di, 4]), frame))
+                self.tracks.append(Track(boxes[di].astype(np.float32), float(dets[di, 4]), frame,
+                                         seen=float(boxes[di, 3] - boxes[di, 1])))
+
+    def _confirm(self, track: Track, box: np.ndarray) -> None:
+        """Take a matching detection's box. Faces do not shrink by a fifth between two rounds: a box that
+        much smaller than the last one found is the detector seeing part of the face (its upper half, one
+        side), so the track covers both boxes until the next round finds the smaller size again."""
+        h = float(box[3] - box[1])
+        if track.seen > 0 and h < self.shrink * track.seen:
+            old = track.box
+            track.box = np.asarray([min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]),
+                                    max(old[3], box[3])], np.float32)
+        else:
+            track.box = box.astype(np.float32)
+        track.seen = h
 
     def boxes(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, padding factor per box): unconfirmed tracks get more padding as they age."""

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from blur import PROFILES, Anonymizer, FailReason, FrameReport, make_detector, maskers
-from tests.blur.scenes import FACE_IN_CROP, background, changed_share, inner, scene, to_frame
+from tests.blur.scenes import (
+    FACE_IN_CROP,
+    background,
+    changed_share,
+    inner,
+    paste,
+    scene,
+    textured_patch,
+    to_frame,
+)
 from tests.support.detectors import FixedBoxDetector, RaisingDetector, StallingDetector
 
 # One native-scale pass keeps the tests quick; the profiles' multi-scale search is the benchmark's job.
@@ -105,6 +114,39 @@ def test_small_and_large_faces_get_their_own_mosaic_cells():
     maskers.mask_boxes(want, [large], "pixelate", "box", fill=16, cells=EXACT.face_cells_large)
     assert EXACT.face_cells_large < EXACT.face_cells
     assert np.array_equal(out.to_ndarray()[:360], want)
+
+
+def test_a_face_cut_by_the_pictures_edge_gets_the_coarse_cells():
+    # Found 18 px high at the top edge: the detector saw part of the face, and the picture cuts its mask.
+    img, _ = scene(200, 100)
+    cfg = EXACT.with_(margin=1.4)
+    out, report = Anonymizer(cfg, detector=FixedBoxDetector([(100, 2, 118, 20)])).process(to_frame(img))
+    (box,) = report.boxes
+    assert box[1] == 0
+    y = to_frame(img).to_ndarray()[:360]
+    coarse, fine = y.copy(), y.copy()
+    maskers.mask_boxes(coarse, [box], "pixelate", "box", fill=16, cells=cfg.face_cells_large)
+    maskers.mask_boxes(fine, [box], "pixelate", "box", fill=16, cells=cfg.face_cells)
+    assert np.array_equal(out.to_ndarray()[:360], coarse)
+    assert not np.array_equal(coarse, fine)
+
+
+def test_a_face_inside_a_moving_crowd_shows_its_own_mosaic_not_the_silhouettes():
+    # A crowd's moving region surrounds each face, and its filled silhouette covers the face too: the
+    # face's coarser mosaic is drawn last, so it is what leaves.
+    face = (280, 120, 328, 168)  # 48 px: 4 cells of 12 px
+    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector([face]))
+    crowd = textured_patch(200, 260, channels=3)
+    backdrop = background(640, 360, seed=2)
+    for i in range(8):
+        out, report = anonymizer.process(to_frame(paste(backdrop, crowd, 170 + 6 * i, 80)))
+    assert not report.failsafe and len(report.boxes) > 1  # the face and the silhouette around it
+    y = out.to_ndarray()[:360]
+    again = y.copy()
+    maskers.mask_boxes(again, [face], "pixelate", "box", fill=16, cells=EXACT.face_cells_large)
+    assert np.array_equal(again, y)  # the face box holds exactly its own 12 px cells
+    x1, y1, x2, y2 = face
+    assert len(np.unique(y[y1:y2, x1:x2])) > 1
 
 
 def test_static_masks_always_applied_without_a_detector():

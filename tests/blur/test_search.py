@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 
 from blur import make_detector
-from blur.search import search, usable_scales, zoom, zoom_regions
+from blur.search import region_scale, search, usable_scales, zoom, zoom_regions
 from tests.blur.scenes import background, portrait_bgr
 
 
@@ -38,3 +38,11 @@ def test_zoom_regions_and_pixel_budget():
     assert usable_scales(416, 416, (1.0, 2.0, 4.0), 1_000_000) == [1.0, 2.0, np.sqrt(1_000_000 / 416**2)]
     assert usable_scales(1280, 720, (1.0, 2.0), 1_000_000) == [1.0]  # 1.04x is no different from 1x
     assert usable_scales(960, 540, (1.0, 2.0), 1_000_000) == [1.0, np.sqrt(1_000_000 / (960 * 540))]
+
+
+def test_regions_run_at_their_scale_until_together_they_exceed_the_budget():
+    assert region_scale([(0, 0, 100, 100)], 2.0, 100_000) == 2.0
+    # 400x400 of regions at 2x would be 640,000 pixels: lowered so that they fit 100,000.
+    both = [(0, 0, 200, 400), (300, 0, 500, 400)]
+    assert abs(region_scale(both, 2.0, 100_000) - np.sqrt(100_000 / 160_000)) < 1e-9
+    assert region_scale([], 2.0, 100_000) == 0.0

@@ -114,6 +114,47 @@ def test_a_track_is_dropped_only_when_detection_looked_and_missed_it_persist_tim
     assert tracker.tracks == []
 
 
+def test_a_round_too_coarse_to_find_a_face_does_not_count_against_its_track() -> None:
+    # Region rounds on a crowd run scaled down to fit their pixel budget; a 16 px face is then a few pixels
+    # in the detector's input, and a round that could not have found it proves nothing about it.
+    tracker = Tracker(persist=2)
+    small = (120, 100, 136, 116)
+    tracker.update(det(small), 0)
+    tracker.update(det(small), 1)                 # found twice: a face, not a one-off false detection
+    everywhere = [(0, 0, 320, 240)]
+    for frame in range(2, 8):
+        tracker.update(det(), frame, regions=everywhere, smallest=46.0)
+    assert [t.misses for t in tracker.tracks] == [0]
+    # Rounds that could have found it still count, and a whole-frame sweep always does.
+    tracker.update(det(), 8, regions=everywhere, smallest=12.0)
+    tracker.update(det(), 9)
+    assert [t.misses for t in tracker.tracks] == [2]
+
+
+def test_a_detection_seen_once_is_aged_by_any_round_that_looked_there() -> None:
+    tracker = Tracker(persist=0)
+    tracker.update(det((120, 100, 136, 116)), 0)  # one detection only: it may be a false one
+    tracker.update(det(), 1, regions=[(0, 0, 320, 240)], smallest=46.0)
+    assert tracker.tracks == []
+
+
+def test_a_sudden_shrink_covers_both_boxes_until_the_next_round_finds_it_again() -> None:
+    # The detector boxed the upper half of a face it had found whole: faces do not shrink by a fifth
+    # between rounds, so the track keeps covering the whole face for one more round.
+    tracker = Tracker()
+    tracker.update(det((100, 100, 160, 180)), 0)
+    tracker.update(det((110, 100, 150, 130)), 1)
+    (track,) = tracker.tracks
+    assert track.box.tolist() == [100, 100, 160, 180]
+    tracker.update(det((111, 101, 151, 131)), 2)  # the same small box again: now it is believed
+    assert track.box.tolist() == [111, 101, 151, 131]
+    # Growing, or shrinking as a face walking away does, is taken as found.
+    tracker.update(det((110, 100, 146, 128)), 3)
+    assert track.box.tolist() == [110, 100, 146, 128]
+    tracker.update(det((100, 90, 170, 170)), 4)
+    assert track.box.tolist() == [100, 90, 170, 170]
+
+
 def test_detections_match_tracks_new_ones_start_tracks() -> None:
     tracker = Tracker()
     tracker.update(det(box_at(50, 50)), 0)
