@@ -9,7 +9,7 @@ from skimage import metrics
 
 from benchmarks import legibility as leg
 from benchmarks.common import shared_data_dir
-from benchmarks.privacy_video import run_profile
+from benchmarks.privacy_video import results_name, run_profile
 from benchmarks.videogen import make_clip
 
 
@@ -85,6 +85,23 @@ def test_face_readability() -> None:
     assert not leg.readable(*leg.face_readability(face, np.full_like(face, 128)))
     # A light blur keeps the face readable.
     assert leg.readable(*leg.face_readability(face, cv2.GaussianBlur(face, (3, 3), 0.8)))
+
+
+def test_cells_down_counts_a_mosaic_s_cells_and_not_an_unmasked_face_s() -> None:
+    face = _scene(48, 36, seed=5)
+    assert leg.cells_down(leg.mosaic(face)) == 6
+    assert leg.cells_down(leg.mosaic(face, cells=4)) == 4
+    assert leg.cells_down(face) > 20
+    # Only the rows where the face shows count.
+    visible = np.zeros(face.shape, bool)
+    visible[:24] = True
+    assert leg.cells_down(leg.mosaic(face), visible) == 3
+
+
+def test_clips_of_other_seeds_have_their_own_results() -> None:
+    assert results_name("vtest", 0) == "privacy_video"
+    assert results_name("crowd", 2) == "privacy_video_crowd_stops"
+    assert results_name("crowd", 0, 2027) == "privacy_video_crowd_seed2027"
 
 
 @pytest.mark.parametrize("clip", ["vtest", "crowd"])
