@@ -9,7 +9,7 @@ planes, `rounds.py` plans and runs detection rounds, `failsafe.py` names the rea
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import av
@@ -234,7 +234,7 @@ class Anonymizer:
             detected, failure = self._live_step(planes, look, now, w, h)
         elif look.round is not None:
             dets, regions = look.round
-            self._tracker.update(dets, frame, regions, self._smallest(regions))
+            self._tracker.update(dets, frame, regions, self._smallest(regions), self._moving(look))
             self._learn(dets)
             detected = True
         if failure is None and motion is not None and self._guarding():
@@ -313,6 +313,22 @@ class Anonymizer:
         cfg = self.config
         return cfg.min_face_px / region_scale(regions, cfg.motion_scale, cfg.motion_max_pixels)
 
+    @staticmethod
+    def _moving(look: Look) -> Callable[[np.ndarray], np.ndarray]:
+        """Which of some boxes (frame pixels) lie mostly in this frame's moving pixels."""
+        def moving(boxes: np.ndarray) -> np.ndarray:
+            fg = look.motion.foreground if look.motion is not None else None
+            if fg is None:
+                return np.zeros(len(boxes), bool)
+            h, w = fg.shape
+            out = np.zeros(len(boxes), bool)
+            for i, (x1, y1, x2, y2) in enumerate(np.round(boxes[:, :4] * look.scale).astype(int).tolist()):
+                x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, max(x2, x1 + 1)), min(h, max(y2, y1 + 1))
+                if x1 < x2 and y1 < y2:
+                    out[i] = np.count_nonzero(fg[y1:y2, x1:x2]) > 0.5 * (x2 - x1) * (y2 - y1)
+            return out
+        return moving
+
     def _live_step(self, planes: list[np.ndarray], look: Look, now: float, w: int, h: int,
                    ) -> tuple[bool, Failure | None]:
         """Apply the newest finished round (carried to this frame by one flow step), submit the next one
@@ -327,7 +343,8 @@ class Anonymizer:
             if len(dets) and self.config.track and result.job.small.shape == small.shape:
                 moved = flow_boxes(result.job.small, small, dets[:, :4], sscale, far=True)
                 dets = np.concatenate([moved, dets[:, 4:5]], axis=1)
-            self._tracker.update(dets, frame, result.job.regions, self._smallest(result.job.regions))
+            self._tracker.update(dets, frame, result.job.regions, self._smallest(result.job.regions),
+                                 self._moving(look))
             self._learn(dets)
             if result.job.regions is None:
                 self._planner.swept(result.job.captured, result.ms / 1000)

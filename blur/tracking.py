@@ -9,6 +9,7 @@ step from the frame they were computed on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -145,10 +146,11 @@ class Tracker:
             t.box = b
 
     def update(self, dets: np.ndarray, frame: int, regions: list[tuple[int, int, int, int]] | None = None,
-               smallest: float = 0.0) -> None:
+               smallest: float = 0.0, moving: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """Apply a detection result (already in current-frame coordinates). `regions`: where the detector
-        looked (None = everywhere); tracks outside them are neither confirmed nor aged, nor are tracks lower
-        than `smallest`, the smallest face the round could have found."""
+        looked (None = everywhere); tracks outside them are neither confirmed nor aged, nor are still tracks
+        lower than `smallest`, the smallest face the round could have found (`moving(boxes)` says which boxes
+        lie in moving pixels; None: none do)."""
         boxes = dets[:, :4] if len(dets) else np.zeros((0, 4), np.float32)
         existing = np.stack([t.box for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32)
         iou = iou_matrix(existing, boxes)
@@ -195,9 +197,13 @@ class Tracker:
                 looked = (_overlaps(ub, rb) >= 0.8 * _areas(ub)[:, None]).any(axis=1)
             else:
                 looked = np.zeros(len(unseen), bool)
-            # A face found more than once is not given up by a round that could not have found it again.
-            sure = np.asarray([t.hits > 1 for t in unseen])
-            looked &= ~sure | ((ub[:, 3] - ub[:, 1]) >= smallest)
+            # A face found more than once is not given up by a round that could not have found it again,
+            # while it stands still: a moving one is inside a moving silhouette anyway, and keeping every
+            # track of a crowd alive would cost a quarter more on busy cameras.
+            kept = np.asarray([t.hits > 1 for t in unseen]) & ((ub[:, 3] - ub[:, 1]) < smallest)
+            if moving is not None and kept.any():
+                kept[kept] = ~moving(ub[kept])
+            looked &= ~kept
             for t, miss in zip(unseen, looked, strict=True):
                 t.misses += int(miss)
         self.tracks = [t for t in self.tracks if t.misses <= self.persist]

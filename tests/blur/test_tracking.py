@@ -131,6 +131,23 @@ def test_a_round_too_coarse_to_find_a_face_does_not_count_against_its_track() ->
     assert [t.misses for t in tracker.tracks] == [2]
 
 
+def test_a_coarse_round_still_ages_a_small_track_in_moving_pixels() -> None:
+    # A moving face is inside a moving silhouette whatever its track does: only still faces are kept.
+    tracker = Tracker(persist=2)
+    small = (120, 100, 136, 116)
+    tracker.update(det(small), 0)
+    tracker.update(det(small), 1)
+    asked: list[np.ndarray] = []
+
+    def moving(boxes: np.ndarray) -> np.ndarray:
+        asked.append(boxes.copy())
+        return np.ones(len(boxes), bool)
+
+    tracker.update(det(), 2, regions=[(0, 0, 320, 240)], smallest=46.0, moving=moving)
+    assert [t.misses for t in tracker.tracks] == [1]
+    assert asked and asked[0].tolist() == [list(small)]
+
+
 def test_a_detection_seen_once_is_aged_by_any_round_that_looked_there() -> None:
     tracker = Tracker(persist=0)
     tracker.update(det((120, 100, 136, 116)), 0)  # one detection only: it may be a false one
