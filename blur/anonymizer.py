@@ -104,7 +104,7 @@ class Anonymizer:
             detector = make_detector(cfg.detector, device=cfg.device, threshold=cfg.threshold,
                                      threads=cfg.detector_threads)
         self._detector = detector
-        self._tracker = Tracker(cfg.track_persist, cfg.track_pad / 3)
+        self._tracker = Tracker(cfg.track_persist, cfg.track_pad / 3, cfg.track_shrink)
         self._motion = MotionMap() if (cfg.motion_gating or cfg.motion_mask or cfg.guard_motion) else None
         self._planner = RoundPlanner(cfg, live)
         self._prev_small: np.ndarray | None = None

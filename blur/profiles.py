@@ -57,6 +57,8 @@ class AnonymizerConfig:
     track: bool = True                    # False only for diagnosis: boxes then hold for one frame
     track_persist: int = 2                # drop a track after this many detections in a row missed it
     track_pad: float = 0.15               # extra box padding per frame of track age (fraction of size)
+    track_shrink: float = 0.8             # a matched detection smaller than this share of the last one
+                                          # found there covers both boxes until the next round confirms it
     # Fail closed.
     max_result_age_s: float = 2.5         # live: newest applied detection may be at most this old
     max_carry_s: float = 0.8              # live: a result from an older frame is not carried forward as
