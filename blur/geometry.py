@@ -53,6 +53,11 @@ def int_boxes_kept(boxes: np.ndarray, width: int, height: int,
     return [tuple(r) for r in out[keep].tolist()], keep
 
 
+def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest box (float32 x1, y1, x2, y2) holding both boxes."""
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:4], b[2:4])]).astype(np.float32)
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float32)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from blur.geometry import iou_matrix
+from blur.geometry import iou_matrix, union
 
 # Frame to frame, motion is small: a light pyramid is enough (~5x cheaper). Carrying a live result over
 # many frames needs the deeper one.
@@ -177,8 +177,7 @@ class Tracker:
                 if inside[ti, j] < 0.6:
                     continue
                 t, b = self.tracks[ti], db[j]
-                t.box = np.asarray([min(t.box[0], b[0]), min(t.box[1], b[1]), max(t.box[2], b[2]),
-                                    max(t.box[3], b[3])], np.float32)
+                t.box = union(t.box, b)
                 t.last_seen, t.misses = frame, 0
                 t.hits += 1
                 matched_det.add(di)
@@ -218,9 +217,7 @@ class Tracker:
         side), so the track covers both boxes until the next round finds the smaller size again."""
         h = float(box[3] - box[1])
         if track.seen > 0 and h < self.shrink * track.seen:
-            old = track.box
-            track.box = np.asarray([min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]),
-                                    max(old[3], box[3])], np.float32)
+            track.box = union(track.box, box)
         else:
             track.box = box.astype(np.float32)
         track.seen = h
