@@ -217,7 +217,7 @@ class Anonymizer:
         frame = look.index
         h, w = planes[0].shape[:2]
         if self._perspective is None or self._perspective.height != h:
-            self._perspective = Perspective(h)
+            self._perspective = Perspective(h, hold=self.config.perspective_hold)
             self._layout = None
         timings = look.timings_ms
         small, sscale, motion = look.small, look.scale, look.motion
@@ -370,6 +370,7 @@ class Anonymizer:
         if self.config.silhouette_cells != "perspective" or self._perspective is None:
             return None
         if self._layout is None or frame - self._layout_frame >= 25:
+            self._perspective.step()
             cells = self._perspective.cell(np.arange(height))
             if self.config.silhouette_max_cell > 0:
                 cells = np.minimum(cells, max(4, round(self.config.silhouette_max_cell * height)))

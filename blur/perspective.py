@@ -19,10 +19,18 @@ class Perspective:
     The fit is a line through an upper quantile of face heights per band of rows (people nearer than
     average, children, someone on a ladder all fall below it), padded by `safety`, and never below what
     was seen at that row. With too few observations it answers `fallback` for every row: a cell size that
-    is safe for any face up to `fallback` pixels high."""
+    is safe for any face up to `fallback` pixels high.
+
+    The mosaic's cells follow the fit through `step()`: slow to trust smaller cells, quick to coarsen.
+    The fit remembers only the last `keep` faces (on a crowd, under a second of detections), and the
+    detector never teaches it a face it cannot find; so the heights the cells are cut for rise to the fit
+    at once but fall toward it by at most `1 - hold` a step (about a second), from `fallback` at the
+    start. A face larger than the crowd around it, seen a few seconds ago or not yet, meets cells cut for
+    the larger faces of the last few seconds, not for the crowd's smallest."""
 
     def __init__(self, height: int, *, bands: int = 8, keep: int = 600, min_faces: int = 12,
-                 quantile: float = 0.9, safety: float = 1.3, fallback: float | None = None) -> None:
+                 quantile: float = 0.9, safety: float = 1.3, fallback: float | None = None,
+                 hold: float = 0.8) -> None:
         self.height = height
         self.bands = bands
         self.quantile = quantile
@@ -37,6 +45,8 @@ class Perspective:
         self._next = 0
         self._fit: np.ndarray | None = None  # face height per band, or None: fallback
         self._dirty = False
+        self.hold = hold
+        self._held: np.ndarray | None = None  # the heights the mosaic is cut for, per band (after step())
 
     def observe(self, boxes: np.ndarray) -> None:
         """Record faces (N, >=4 float boxes in frame pixels) that detection confirmed."""
@@ -68,9 +78,25 @@ class Perspective:
         centres = (np.arange(self.bands, dtype=np.float32) + 0.5) * self.height / self.bands
         return np.interp(rows, centres, self._fit).astype(np.float32)
 
+    def step(self) -> None:
+        """Move the mosaic's heights one step (a re-cut of the mosaic, about a second of video) toward
+        the fit: up to it at once, down by at most `1 - hold` of their value."""
+        self._refit()
+        fit = self._fit if self._fit is not None else np.full(self.bands, self.fallback, np.float32)
+        held = self._held if self._held is not None else np.full(self.bands, self.fallback, np.float32)
+        self._held = np.maximum(fit, held * self.hold).astype(np.float32)
+
+    def mosaic_height(self, rows: np.ndarray) -> np.ndarray:
+        """The face height the mosaic is cut for at each of `rows`: the fit as `step()` has followed it
+        (the fit itself before the first step)."""
+        if self._held is None:
+            return self.face_height(rows)
+        centres = (np.arange(self.bands, dtype=np.float32) + 0.5) * self.height / self.bands
+        return np.interp(np.asarray(rows, np.float32), centres, self._held).astype(np.float32)
+
     def cell(self, rows: np.ndarray, min_cell: int = 4) -> np.ndarray:
         """Mosaic cell size (pixels) at each of `rows`: at most FACE_CELLS cells across a face there."""
-        return np.maximum(min_cell, np.ceil(self.face_height(rows) / FACE_CELLS)).astype(np.int32)
+        return np.maximum(min_cell, np.ceil(self.mosaic_height(rows) / FACE_CELLS)).astype(np.int32)
 
     def _refit(self) -> None:
         if not self._dirty:

@@ -73,6 +73,8 @@ class AnonymizerConfig:
     silhouette_colour: bool = False       # True: silhouettes keep a mosaic of their colour; False: grey
     silhouette_max_cell: float = 0.0      # > 0: silhouette cells at most this share of the frame height
     perspective_min_score: float = 0.5    # detections that teach the perspective model
+    perspective_hold: float = 0.8         # per re-cut of the mosaic (about a second): silhouette cells
+                                          # may grow finer by at most a fifth, coarser at once
     motion_warmup: int = 5                # video: frames 1..motion_warmup-1 leave masked whole: until the
                                           # background has seen a few frames, a slow face's motion is a few
                                           # pixels wide and its silhouette does not cover it yet. (Frame 0 is
@@ -112,6 +114,9 @@ def check_options(config: AnonymizerConfig, mode: str) -> None:
     if config.silhouette_cells not in SILHOUETTE_CELLS:
         raise ValueError(f"unknown silhouette cells {config.silhouette_cells!r}: choose one of "
                          f"{', '.join(SILHOUETTE_CELLS)}")
+    if not 0.0 <= config.perspective_hold <= 1.0:
+        # Above 1 the cells would coarsen by themselves, step after step.
+        raise ValueError(f"perspective_hold must be between 0 and 1, got {config.perspective_hold}")
     for shape in (config.shape, config.live_shape):
         if shape not in maskers.SHAPES:
             raise ValueError(f"unknown mask shape {shape!r}: choose one of {', '.join(maskers.SHAPES)}")

@@ -420,6 +420,33 @@ def test_motion_mask_mode_masks_heads_of_moving_people_without_a_detector():
     assert report.boxes
 
 
+def _run_length(row: np.ndarray) -> float:
+    """Median length of the runs of equal values along a row: a mosaic's cell width there."""
+    edges = np.flatnonzero(np.diff(row.astype(np.int16)) != 0)
+    return float(np.median(np.diff(edges)))
+
+
+def test_silhouette_cells_start_coarse_and_grow_finer_slowly():
+    # The detector teaches the perspective a crowd of 12 px faces from the first round, but a larger face
+    # it has not found may stand anywhere: the silhouettes' cells start at the fallback's (a sixth of a
+    # face a sixth of the picture high: 10 px here) and grow finer by at most a fifth a second.
+    small = [(20 + 40 * k, 30 + 20 * (k % 3), 32 + 40 * k, 42 + 20 * (k % 3)) for k in range(15)]
+    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector(small))
+    walker = textured_patch(100, 120, channels=3)
+    backdrop = background(640, 360, seed=2)
+    widths = {}
+    for i in range(60):
+        out, report = anonymizer.process(to_frame(paste(backdrop, walker, 100 + 4 * i, 220)))
+        if i in (10, 35, 59):
+            x = 100 + 4 * i
+            widths[i] = _run_length(out.to_ndarray()[:360][270, x + 10 : x + 110])
+    assert not report.failsafe
+    # 48 px faces' cells (8 px) in the first second, then 38 and 31 px faces' (7, 6 px); the crowd's
+    # own faces (12 px, padded to 16) would give 4 px cells from the start.
+    assert widths[10] >= 7.5, widths
+    assert widths[59] < widths[10] and widths[59] >= 5.5, widths
+
+
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="unknown mask mode"):
         Anonymizer(FAST.with_(detector="none"), mode="swirl")
@@ -427,6 +454,8 @@ def test_bad_arguments_are_clear_errors():
         Anonymizer(FAST.with_(detector="none"), masks=[[(0, 0), (2, 0), (0, 1)]])
     with pytest.raises(ValueError, match="unknown profile"):
         Anonymizer(profile="fastest")
+    with pytest.raises(ValueError, match="perspective_hold"):
+        Anonymizer(FAST.with_(detector="none", perspective_hold=1.5))
     with pytest.raises(ValueError, match="BGR"):
         Anonymizer(FAST.with_(detector="none")).process_bgr(np.zeros((10, 10), np.uint8))
 

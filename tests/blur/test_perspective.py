@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from blur import maskers
@@ -34,6 +36,29 @@ def test_learns_faces_growing_towards_the_camera_and_stays_above_them() -> None:
     assert np.mean(heights <= p.face_height(rows)) >= 0.9
     # ...and cells cut such a face into at most FACE_CELLS cells across its height.
     assert np.all(heights / p.cell(rows) <= FACE_CELLS + 1e-6)
+
+
+def test_mosaic_cells_grow_finer_slowly_and_coarser_at_once() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.uniform(40, 700, 300)
+    p = Perspective(720, hold=0.8)
+    p.observe(_faces(rows, np.full(rows.size, 20.0)))  # a crowd of small faces
+    fit = p.face_height(np.array([360.0]))[0]
+    assert fit < 40
+    assert p.mosaic_height(np.array([360.0]))[0] == fit  # no step yet: the fit itself
+    # From the fallback (a sixth of the picture), a fifth less per step, never below the fit.
+    heights = []
+    for _ in range(12):
+        p.step()
+        heights.append(float(p.mosaic_height(np.array([360.0]))[0]))
+    assert heights[0] == np.float32(120 * 0.8)
+    assert heights[1] == np.float32(120 * 0.8 * 0.8)
+    assert heights[-1] == fit and all(a >= b for a, b in pairwise(heights))
+    # A larger face seen anywhere coarsens the cells at the next step.
+    p.observe(_faces(rng.uniform(40, 700, 600), np.full(600, 70.0)))
+    p.step()
+    assert p.mosaic_height(np.array([360.0]))[0] >= 70
+    assert np.all(p.cell(np.array([100.0, 360.0, 650.0])) >= 70 / FACE_CELLS)
 
 
 def test_layout_follows_the_cell_size_of_each_row() -> None:
