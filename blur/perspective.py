@@ -75,8 +75,7 @@ class Perspective:
         rows = np.asarray(rows, np.float32)
         if self._fit is None:
             return np.full(rows.shape, self.fallback, np.float32)
-        centres = (np.arange(self.bands, dtype=np.float32) + 0.5) * self.height / self.bands
-        return np.interp(rows, centres, self._fit).astype(np.float32)
+        return self._by_row(rows, self._fit)
 
     def step(self) -> None:
         """Move the mosaic's heights one step (a re-cut of the mosaic, about a second of video) toward
@@ -91,8 +90,12 @@ class Perspective:
         (the fit itself before the first step)."""
         if self._held is None:
             return self.face_height(rows)
+        return self._by_row(np.asarray(rows, np.float32), self._held)
+
+    def _by_row(self, rows: np.ndarray, per_band: np.ndarray) -> np.ndarray:
+        """Per-band heights interpolated between the bands' centres."""
         centres = (np.arange(self.bands, dtype=np.float32) + 0.5) * self.height / self.bands
-        return np.interp(np.asarray(rows, np.float32), centres, self._held).astype(np.float32)
+        return np.interp(rows, centres, per_band).astype(np.float32)
 
     def cell(self, rows: np.ndarray, min_cell: int = 4) -> np.ndarray:
         """Mosaic cell size (pixels) at each of `rows`: at most FACE_CELLS cells across a face there."""
