@@ -195,13 +195,13 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
                         down = leg.cells_down(grey1[y1:y2, x1:x2], face.visible)
                         coarse = down <= leg.MOSAIC_CELLS
                         coarse_readable += coarse
-                    if readable and not unchanged and len(readable_examples) < 20:
-                        readable_examples.append({
-                            "cells_down": down,
-                            "frame": index, "track": face.track_id, "height_px": round(face.height, 1),
-                            "changed_share": round(share, 3), "ssim": round(kept, 3),
-                            "mosaic_ssim": round(reference, 3),
-                        })
+                        if len(readable_examples) < 20:
+                            readable_examples.append({
+                                "cells_down": down,
+                                "frame": index, "track": face.track_id, "height_px": round(face.height, 1),
+                                "changed_share": round(share, 3), "ssim": round(kept, 3),
+                                "mosaic_ssim": round(reference, 3),
+                            })
                     covered = not (unchanged or readable)
                     missed += int(not covered)
                     per_track[face.track_id].append((index, covered, face.height))

@@ -81,8 +81,9 @@ class Perspective:
         """Move the mosaic's heights one step (a re-cut of the mosaic, about a second of video) toward
         the fit: up to it at once, down by at most `1 - hold` of their value."""
         self._refit()
-        fit = self._fit if self._fit is not None else np.full(self.bands, self.fallback, np.float32)
-        held = self._held if self._held is not None else np.full(self.bands, self.fallback, np.float32)
+        fallback = np.full(self.bands, self.fallback, np.float32)
+        fit = self._fit if self._fit is not None else fallback
+        held = self._held if self._held is not None else fallback
         self._held = np.maximum(fit, held * self.hold).astype(np.float32)
 
     def mosaic_height(self, rows: np.ndarray) -> np.ndarray:
