@@ -21,6 +21,8 @@ from blur.geometry import iou_matrix, union
 # many frames needs the deeper one.
 _LK_NEAR = {"winSize": (11, 11), "maxLevel": 2,
             "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05)}
+# Flow points of one box that agree this closely (pixels of the grey image) need no template matching.
+_AGREE_PX = 0.5
 _LK_FAR = {"winSize": (15, 15), "maxLevel": 4,
            "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
 
@@ -51,11 +53,17 @@ def flow_boxes(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, scale: floa
     p0 = np.stack([xs, ys], axis=2).reshape(-1, 1, 2)
     p1, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **(_LK_FAR if far else _LK_NEAR))
     delta = ((p1 - p0).reshape(-1, 4, 2) / scale).astype(np.float32)
-    med = _median_of_found(delta, status.reshape(-1, 4).astype(bool))
+    found = status.reshape(-1, 4).astype(bool)
+    med = _median_of_found(delta, found)
     out = boxes.astype(np.float32, copy=True)
     out[:, 0:4:2] += med[:, 0:1]
     out[:, 1:4:2] += med[:, 1:2]
-    _refine_by_template(prev, cur, boxes, out, scale, reach=1.5 if far else 0.5)
+    # Where all four points were found and agree within half a pixel of the grey image, the box moved as
+    # one piece and template matching would only round the flow to whole pixels; on a crowd that is about
+    # nine boxes in ten, and matching them was most of the tracker's time.
+    agree = found.all(axis=1) & (np.abs(delta - med[:, None, :]).max(axis=(1, 2)) * scale <= _AGREE_PX)
+    _refine_by_template(prev, cur, boxes, out, scale, reach=1.5 if far else 0.5,
+                        only=None if far else ~agree)
     return out
 
 
@@ -73,7 +81,7 @@ def _median_of_found(delta: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def _refine_by_template(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, out: np.ndarray, scale: float,
-                        reach: float) -> None:
+                        reach: float, only: np.ndarray | None = None) -> None:
     """Where a box's content is textured (a face is), find it again by normalized cross-correlation in a
     window around it: sparse flow drifts on plain backgrounds and loses a face that turns or crosses
     another person, template matching does not. `out` (the flow result) is overwritten where the match
@@ -87,6 +95,8 @@ def _refine_by_template(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, ou
     by2 = np.minimum(h, b[:, 3]).astype(np.int32)
     tw, th = bx2 - bx1, by2 - by1
     ok = (tw >= 6) & (th >= 6)
+    if only is not None:
+        ok &= only
     if not ok.any():
         return
     # A plain patch has nothing to match: its standard deviation, for every box at once from the integral

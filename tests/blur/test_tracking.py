@@ -71,6 +71,21 @@ def test_a_box_moves_with_what_is_inside_it_not_with_motion_elsewhere() -> None:
     assert np.abs(tracker.tracks[1].box - box_at(220, 150)).max() <= 1.0
 
 
+def test_a_slow_box_is_carried_by_the_fraction_of_a_pixel_it_moves() -> None:
+    # 0.4 px a frame: all four flow points agree, so the box follows the flow; matching a template, which
+    # moves in whole pixels, would hold it in place frame after frame.
+    tracker = Tracker()
+    tracker.update(det(box_at(120, 100)), 0)
+    first = at(120, 100)
+    prev = first
+    for i in range(1, 11):
+        cur = cv2.warpAffine(first, np.float32([[1, 0, 0.4 * i], [0, 1, 0]]), first.shape[::-1],
+                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        tracker.step(prev, cur, 1.0, i)
+        prev = cur
+    assert np.abs(tracker.tracks[0].box - box_at(124, 100)).max() <= 0.5
+
+
 @pytest.mark.parametrize("dx, dy", [(25, 12), (40, 0)])
 def test_a_late_result_is_carried_over_a_long_jump(dx: int, dy: int) -> None:
     # Live: a detection computed frames ago is carried to the current frame in one far step. On the longer
