@@ -12,7 +12,8 @@ SILHOUETTE_CELLS = ("perspective", "piece")
 @dataclass(frozen=True)
 class AnonymizerConfig:
     # Detector.
-    detector: str = "centerface"          # "centerface" | "blazeface" | "none" (motion masking only)
+    detector: str = "centerface"          # "centerface" | "centerface-int8" | "blazeface" | "none" (motion
+                                          # masking only)
     device: str = "cpu"
     detector_threads: int = 1             # onnxruntime threads per call: 1 per camera; a file may use more
     threshold: float = 0.09               # low on purpose: a false mask costs little, a missed face a lot
@@ -88,8 +89,9 @@ class AnonymizerConfig:
 
 
 PROFILES: dict[str, AnonymizerConfig] = {
-    # Live: per-camera budget; detection a few times a second on a worker thread, tracking in between.
-    "realtime": AnonymizerConfig(),
+    # Live: per-camera budget; detection a few times a second on a worker thread, tracking in between. The
+    # 8-bit detector: half the time a call, as many faces found on video (benchmarks/README.md).
+    "realtime": AnonymizerConfig(detector="centerface-int8"),
     # Offline: every frame, more scales, larger passes; cost is not the concern. Small faces are found by
     # the 6x zoom around small faces; a whole-image 4x pass adds little and masks texture on portraits.
     "quality": AnonymizerConfig(

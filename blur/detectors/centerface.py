@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.resources
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,10 @@ from blur.detectors.onnx_shapes import dynamic_batch_and_space
 
 _INPUT = "input.1"
 _OUTPUTS = ["537", "538", "539"]  # heatmap, scale, offset (landmarks unused)
+
+
+# The same network with 8-bit convolutions (`python -m blur.detectors.quantize` made it; models/README.md).
+INT8_MODEL = Path(__file__).resolve().parent / "models" / "centerface_int8.onnx"
 
 
 def _model_bytes() -> bytes:
@@ -34,7 +39,7 @@ class CenterFaceDetector:
     name = "centerface"
 
     def __init__(self, *, threshold: float = 0.35, device: str = "cpu", threads: int = 1,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, int8: bool = False) -> None:
         # The model carries unused batch-norm initialisers that make onnxruntime warn on every load.
         ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
@@ -48,8 +53,10 @@ class CenterFaceDetector:
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(dynamic_batch_and_space(_model_bytes()), options,
-                                            providers=providers)
+        # 8-bit kernels are a CPU's; on a GPU the float model is the fast one.
+        self.int8 = int8 and providers[0] == "CPUExecutionProvider"
+        model = INT8_MODEL.read_bytes() if self.int8 else dynamic_batch_and_space(_model_bytes())
+        self.session = ort.InferenceSession(model, options, providers=providers)
         self.provider = self.session.get_providers()[0]
         self.threshold = threshold
         self.scale = scale
