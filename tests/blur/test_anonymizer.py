@@ -447,6 +447,26 @@ def test_silhouette_cells_start_coarse_and_grow_finer_slowly():
     assert widths[59] < widths[10] and widths[59] >= 5.5, widths
 
 
+def test_a_camera_turn_starts_the_silhouette_cells_coarse_again():
+    # After two seconds of a crowd of 12 px faces the cells have grown finer; the camera turns (the whole
+    # picture changes): the faces learnt belong to the view it left, so the cells start at the fallback's.
+    small = [(20 + 40 * k, 30 + 20 * (k % 3), 32 + 40 * k, 42 + 20 * (k % 3)) for k in range(15)]
+    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector(small))
+    walker = textured_patch(100, 120, channels=3)
+    view = background(1280, 360, seed=2)
+    widths = {}
+    for i in range(90):
+        # Half a period of the view's stripes: everything changes.
+        backdrop = np.ascontiguousarray(view[:, :640] if i < 60 else view[:, 72:712])
+        x = 100 + 4 * (i % 60)
+        out, report = anonymizer.process(to_frame(paste(backdrop, walker, x, 220)))
+        if i in (59, 70):
+            widths[i] = _run_length(out.to_ndarray()[:360][270, x + 10 : x + 110])
+        if i == 60:
+            assert report.failsafe and report.reason == "scene changed"
+    assert widths[59] < 7.5 and widths[70] >= 7.5, widths
+
+
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="unknown mask mode"):
         Anonymizer(FAST.with_(detector="none"), mode="swirl")
