@@ -1,5 +1,6 @@
 import threading
 import time
+from collections.abc import Callable
 
 import av
 import cv2
@@ -426,21 +427,33 @@ def _run_length(row: np.ndarray) -> float:
     return float(np.median(np.diff(edges)))
 
 
+# A crowd of 12 px faces along the top of the picture, found by every round.
+SMALL_FACES = [(20 + 40 * k, 30 + 20 * (k % 3), 32 + 40 * k, 42 + 20 * (k % 3)) for k in range(15)]
+
+
+def _walker_cell_widths(backdrop_at: Callable[[int], np.ndarray], frames: int, at: tuple[int, ...],
+                        ) -> tuple[dict[int, float], list]:
+    """A textured walker crossing `backdrop_at(i)` below SMALL_FACES: the width of its silhouette's mosaic
+    cells at the frames `at`, and every frame's report."""
+    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector(SMALL_FACES))
+    walker = textured_patch(100, 120, channels=3)
+    widths, reports = {}, []
+    for i in range(frames):
+        x = 100 + 4 * (i % 60)
+        out, report = anonymizer.process(to_frame(paste(backdrop_at(i), walker, x, 220)))
+        reports.append(report)
+        if i in at:
+            widths[i] = _run_length(out.to_ndarray()[:360][270, x + 10 : x + 110])
+    return widths, reports
+
+
 def test_silhouette_cells_start_coarse_and_grow_finer_slowly():
     # The detector teaches the perspective a crowd of 12 px faces from the first round, but a larger face
     # it has not found may stand anywhere: the silhouettes' cells start at the fallback's (a sixth of a
     # face a sixth of the picture high: 10 px here) and grow finer by at most a fifth a second.
-    small = [(20 + 40 * k, 30 + 20 * (k % 3), 32 + 40 * k, 42 + 20 * (k % 3)) for k in range(15)]
-    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector(small))
-    walker = textured_patch(100, 120, channels=3)
     backdrop = background(640, 360, seed=2)
-    widths = {}
-    for i in range(60):
-        out, report = anonymizer.process(to_frame(paste(backdrop, walker, 100 + 4 * i, 220)))
-        if i in (10, 35, 59):
-            x = 100 + 4 * i
-            widths[i] = _run_length(out.to_ndarray()[:360][270, x + 10 : x + 110])
-    assert not report.failsafe
+    widths, reports = _walker_cell_widths(lambda i: backdrop, 60, (10, 35, 59))
+    assert not reports[-1].failsafe
     # 48 px faces' cells (8 px) in the first second, then 38 and 31 px faces' (7, 6 px); the crowd's
     # own faces (12 px, padded to 16) would give 4 px cells from the start.
     assert widths[10] >= 7.5, widths
@@ -448,22 +461,12 @@ def test_silhouette_cells_start_coarse_and_grow_finer_slowly():
 
 
 def test_a_camera_turn_starts_the_silhouette_cells_coarse_again():
-    # After two seconds of a crowd of 12 px faces the cells have grown finer; the camera turns (the whole
-    # picture changes): the faces learnt belong to the view it left, so the cells start at the fallback's.
-    small = [(20 + 40 * k, 30 + 20 * (k % 3), 32 + 40 * k, 42 + 20 * (k % 3)) for k in range(15)]
-    anonymizer = Anonymizer(EXACT, detector=FixedBoxDetector(small))
-    walker = textured_patch(100, 120, channels=3)
+    # After two seconds the cells have grown finer; the camera turns (half a period of the view's stripes:
+    # the whole picture changes). The faces learnt belong to the view it left: the cells start over.
     view = background(1280, 360, seed=2)
-    widths = {}
-    for i in range(90):
-        # Half a period of the view's stripes: everything changes.
-        backdrop = np.ascontiguousarray(view[:, :640] if i < 60 else view[:, 72:712])
-        x = 100 + 4 * (i % 60)
-        out, report = anonymizer.process(to_frame(paste(backdrop, walker, x, 220)))
-        if i in (59, 70):
-            widths[i] = _run_length(out.to_ndarray()[:360][270, x + 10 : x + 110])
-        if i == 60:
-            assert report.failsafe and report.reason == "scene changed"
+    before, after = np.ascontiguousarray(view[:, :640]), np.ascontiguousarray(view[:, 72:712])
+    widths, reports = _walker_cell_widths(lambda i: before if i < 60 else after, 90, (59, 70))
+    assert reports[60].failsafe and reports[60].reason == "scene changed"
     assert widths[59] < 7.5 and widths[70] >= 7.5, widths
 
 
