@@ -18,7 +18,7 @@ import numpy as np
 from blur.detectors import Detector, make_detector
 from blur.detectors.base import empty_boxes
 from blur.failsafe import FailReason, Failure
-from blur.geometry import crowd_factor, grow, int_boxes_kept, to_int_boxes
+from blur.geometry import crowd_factor, grow, int_boxes_kept, to_int_boxes, widen
 from blur.maskers import row_layout
 from blur.motion import MotionFrame, MotionMap, Movers, head_bands, unexplained
 from blur.perspective import Perspective
@@ -396,6 +396,10 @@ class Anonymizer:
         unaccounted moving regions."""
         cfg = self.config
         boxes, pad = self._tracker.boxes(frame)
+        if cfg.face_min_aspect > 0 and len(boxes):
+            # A box much narrower than a face is part of one (turned away, half hidden): the detector found
+            # the part that shows, and the mask must reach the rest, on whichever side it is.
+            boxes = widen(boxes, cfg.face_min_aspect)
         faces = np.zeros((0, 4), np.float32)
         cells = np.zeros(0, np.int64)
         if len(boxes):

@@ -22,6 +22,15 @@ def grow(boxes: np.ndarray, fx: float | np.ndarray, fy: float | np.ndarray | Non
     return out
 
 
+def widen(boxes: np.ndarray, aspect: float) -> np.ndarray:
+    """Boxes narrower than `aspect` times their height, widened about their centres to that width."""
+    need = np.maximum(aspect * (boxes[:, 3] - boxes[:, 1]) - (boxes[:, 2] - boxes[:, 0]), 0) / 2
+    out = boxes.astype(np.float32, copy=True)
+    out[:, 0] -= need
+    out[:, 2] += need
+    return out
+
+
 def crowd_factor(boxes: np.ndarray, neighbors: int, radius: float) -> np.ndarray:
     """True for boxes with at least `neighbors` other boxes within `radius` box heights (centre to centre):
     in a crowd, undetected faces sit between detected ones."""

@@ -34,6 +34,8 @@ class AnonymizerConfig:
     margin_large: float = 1.15            # ...and around one at least `large_px` high
     large_px: float = 24.0
     vertical: float = 1.35                # extra height factor on top of the margin
+    face_min_aspect: float = 0.7          # a face box narrower than this x its height is part of a face
+                                          # (turned, half hidden): widened about its centre to it first
     shape: str = "ellipse"                # "ellipse" | "box"
     face_cells: int = 6                   # mosaic cells across a face mask's (grown) box...
     face_cells_large: int = 4             # ...and across one whose face was found at least `large_px` high:
@@ -119,6 +121,9 @@ def check_options(config: AnonymizerConfig, mode: str) -> None:
     if not 0.0 <= config.perspective_hold <= 1.0:
         # Above 1 the cells would coarsen by themselves, step after step.
         raise ValueError(f"perspective_hold must be between 0 and 1, got {config.perspective_hold}")
+    if not 0.0 <= config.face_min_aspect <= 2.0:
+        # 0 turns it off; a face is about 0.8 as wide as it is high, so 2 already widens every box.
+        raise ValueError(f"face_min_aspect must be between 0 and 2, got {config.face_min_aspect}")
     for shape in (config.shape, config.live_shape):
         if shape not in maskers.SHAPES:
             raise ValueError(f"unknown mask shape {shape!r}: choose one of {', '.join(maskers.SHAPES)}")

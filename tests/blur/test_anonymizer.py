@@ -82,6 +82,23 @@ def test_stages_in_order_give_what_process_gives_and_finish_needs_a_plan():
     assert np.array_equal(out.to_ndarray(), want.to_ndarray())
 
 
+def test_a_face_box_on_part_of_a_face_is_widened_to_a_face():
+    # The detector boxes the right half of a still face (turned away, half hidden): the mask reaches to a
+    # face's width about that box: nearly half of the other half is masked too (the engine's margins add
+    # more; EXACT has none).
+    img, (x1, y1, x2, y2) = scene(200, 100)
+    half = (x1 + (x2 - x1) // 2, y1, x2, y2)
+    left = (x1, y1, half[0], y2)
+    frame = to_frame(img)
+    before = frame.to_ndarray(format="bgr24")
+    covered = {}
+    for aspect in (0.0, 0.7):
+        anonymizer = Anonymizer(EXACT.with_(face_min_aspect=aspect), detector=FixedBoxDetector([half]))
+        out, _ = anonymizer.process(frame)
+        covered[aspect] = changed_share(before, out.to_ndarray(format="bgr24"), left)
+    assert covered[0.0] < 0.05 and covered[0.7] > 0.4, covered
+
+
 @pytest.mark.parametrize("mode", maskers.MODES)
 def test_yuv_planes_masked_exactly_like_the_plane_maskers(mode):
     img, _ = scene(200, 100)
@@ -479,6 +496,8 @@ def test_bad_arguments_are_clear_errors():
         Anonymizer(profile="fastest")
     with pytest.raises(ValueError, match="perspective_hold"):
         Anonymizer(FAST.with_(detector="none", perspective_hold=1.5))
+    with pytest.raises(ValueError, match="face_min_aspect"):
+        Anonymizer(FAST.with_(detector="none", face_min_aspect=-0.5))
     with pytest.raises(ValueError, match="BGR"):
         Anonymizer(FAST.with_(detector="none")).process_bgr(np.zeros((10, 10), np.uint8))
 
