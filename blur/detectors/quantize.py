@@ -3,8 +3,9 @@
 float model's time on this project's CPU (AVX-512 VNNI).
 
 Activation ranges come from frames of real footage (min/max over them; `--videos`, by default the project's
-benchmark footage in ../shared/data/videos). The four output convolutions and the heatmap's sigmoid stay in
-float: the engine's threshold (0.09) sits low on the heatmap, where 8-bit steps would be coarse.
+benchmark footage: $CCTV_SHARED_DATA/videos, else ../shared/data/videos beside the checkout). The four
+output convolutions and the heatmap's sigmoid stay in float: the engine's threshold (0.09) sits low on the
+heatmap, where 8-bit steps would be coarse.
 
 Run: python -m blur.detectors.quantize [--videos DIR] [--every N] [--out PATH]
 Needs the `onnx` package (the `dev` extra); the engine loads the result with onnxruntime alone."""
@@ -12,6 +13,7 @@ Needs the `onnx` package (the `dev` extra); the engine loads the result with onn
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blur.detectors.centerface import INT8_MODEL, _model_bytes
+from blur.detectors.centerface import _INPUT, INT8_MODEL, _model_bytes
 from blur.detectors.onnx_shapes import dynamic_batch_and_space
 
 CALIBRATION_SIZE = (640, 352)  # width, height: a whole-frame pass at the size the engine uses most
@@ -80,7 +82,7 @@ def quantize(out: Path, frames: list[np.ndarray]) -> None:
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)
-            return None if x is None else {"input.1": x}
+            return None if x is None else {_INPUT: x}
 
     with tempfile.TemporaryDirectory() as tmp:
         named, prepared = Path(tmp) / "named.onnx", Path(tmp) / "prepared.onnx"
@@ -93,7 +95,8 @@ def quantize(out: Path, frames: list[np.ndarray]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_videos = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
+    data = os.environ.get("CCTV_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data"
+    default_videos = Path(data) / "videos"
     parser.add_argument("--videos", type=Path, default=default_videos, help="folder of calibration videos")
     parser.add_argument("--every", type=int, default=40, help="take every N-th frame (default 40)")
     parser.add_argument("--out", type=Path, default=INT8_MODEL)
