@@ -21,10 +21,10 @@ from blur.geometry import iou_matrix, union
 # many frames needs the deeper one.
 _LK_NEAR = {"winSize": (11, 11), "maxLevel": 2,
             "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.05)}
-# Flow points of one box that agree this closely (pixels of the grey image) need no template matching.
-_AGREE_PX = 0.5
 _LK_FAR = {"winSize": (15, 15), "maxLevel": 4,
            "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
+# Flow points of one box that agree this closely (pixels of the grey image) need no template matching.
+_AGREE_PX = 0.5
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _refine_by_template(prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray, ou
     window around it: sparse flow drifts on plain backgrounds and loses a face that turns or crosses
     another person, template matching does not. `out` (the flow result) is overwritten where the match
     is confident. Boxes and windows are worked out for all boxes at once; only the matching is per box
-    (a crowd has hundreds)."""
+    (a crowd has hundreds). `only`: the boxes to consider (all when None)."""
     h, w = cur.shape[:2]
     b = boxes[:, :4].astype(np.float32) * scale
     bx1 = np.maximum(0, b[:, 0]).astype(np.int32)
