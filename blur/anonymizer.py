@@ -217,8 +217,7 @@ class Anonymizer:
         frame = look.index
         h, w = planes[0].shape[:2]
         if self._perspective is None or self._perspective.height != h:
-            self._perspective = Perspective(h, hold=self.config.perspective_hold)
-            self._layout = None
+            self._restart_perspective(h)
         timings = look.timings_ms
         small, sscale, motion = look.small, look.scale, look.motion
         if cfg.track:
@@ -237,11 +236,10 @@ class Anonymizer:
             self._tracker.update(dets, frame, regions, self._smallest(regions), self._moving(look))
             self._learn(dets)
             detected = True
-        if motion is not None and motion.scene_changed and self._perspective is not None:
+        if motion is not None and motion.scene_changed:
             # The camera turned: the faces it learnt belong to the view it left. The cells start at the
             # fallback again, as on a new camera, and grow finer only as the new view's faces are found.
-            self._perspective = Perspective(h, hold=cfg.perspective_hold)
-            self._layout = None
+            self._restart_perspective(h)
         if failure is None and motion is not None and self._guarding():
             if motion.scene_changed:
                 # No background to tell what moves (the camera turned, the light changed): nothing but the
@@ -363,6 +361,11 @@ class Anonymizer:
             else:
                 live.submit(now, frame, planes, small, regions, first=self._planner.first)
         return detected, live.failure(now)
+
+    def _restart_perspective(self, height: int) -> None:
+        """A new perspective model (a new camera, picture size or view), and a mosaic cut afresh from it."""
+        self._perspective = Perspective(height, hold=self.config.perspective_hold)
+        self._layout = None
 
     def _learn(self, dets: np.ndarray) -> None:
         """Confident detections teach the perspective model (face height by row)."""
