@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from policies import files
 from policies.auth import require
 from policies.context import PolicyContext
-from policies.contract import PolicyError, Principal
+from policies.contract import Principal
 from policies.credentials import redact_url
 from policies.duties import check_role_change
 from policies.models import Camera, Rule, User, utcnow
@@ -50,12 +50,6 @@ def _ctx(request: Request) -> PolicyContext:
     return request.app.state.policies  # type: ignore[no-any-return]
 
 
-def _fail(exc: PolicyError | files.PolicyFileError) -> HTTPException:
-    if isinstance(exc, files.PolicyFileError):
-        return HTTPException(400, detail="; ".join(exc.problems))
-    return HTTPException(exc.status, detail=str(exc))
-
-
 # -- records -----------------------------------------------------------------------------------------
 
 
@@ -87,27 +81,24 @@ def _save(request: Request, who: Principal, section: str, item: BaseModel, creat
     """Create or replace one record: checked against the database, then committed with its log entry."""
     ctx = _ctx(request)
     key = getattr(item, files.KEYS[section])
-    try:
-        with ctx.db.session() as s:
-            exists = _get(s, section, key) is not None
-            if create and exists:
-                raise HTTPException(409, detail=f"{files.KIND[section]} {key!r} exists")
-            if not create and not exists:
-                raise HTTPException(404, detail=f"unknown {files.KIND[section]} {key!r}")
-            loaded = files.LoadedPolicy(files.PolicyDocument(**{section: [item]}))
-            files.check_references(loaded, s)
-            if section == "roles":  # widening a held role's rights is a grant; duties must stay apart
-                st = ctx.settings
-                check_role_change(s, key, item.model_dump(), allow_conflicts=st.allow_conflicting_duties,
-                                  second_admin=st.grants_need_second_admin)
-            change = files.upsert(
-                s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users", env=False
-            )
-            out = _out(section, _get(s, section, key))
-            if change is not None:
-                files.log_changes(ctx.audit, who.username, who.roles, [change], source="api", session=s)
-    except (files.PolicyFileError, PolicyError) as exc:
-        raise _fail(exc) from None
+    with ctx.db.session() as s:
+        exists = _get(s, section, key) is not None
+        if create and exists:
+            raise HTTPException(409, detail=f"{files.KIND[section]} {key!r} exists")
+        if not create and not exists:
+            raise HTTPException(404, detail=f"unknown {files.KIND[section]} {key!r}")
+        loaded = files.LoadedPolicy(files.PolicyDocument(**{section: [item]}))
+        files.check_references(loaded, s)
+        if section == "roles":  # widening a held role's rights is a grant; duties must stay apart
+            st = ctx.settings
+            check_role_change(s, key, item.model_dump(), allow_conflicts=st.allow_conflicting_duties,
+                              second_admin=st.grants_need_second_admin)
+        change = files.upsert(
+            s, section, item, hasher=ctx.auth.hash_password, only_set=section == "users", env=False
+        )
+        out = _out(section, _get(s, section, key))
+        if change is not None:
+            files.log_changes(ctx.audit, who.username, who.roles, [change], source="api", session=s)
     return out
 
 
@@ -241,8 +232,6 @@ def create_user(body: UserIn, request: Request, who: Admin) -> Any:
     # Roles conferring watching, raw-view or admin rights wait for a second admin (pending_roles).
     try:
         return save_user(_ctx(request), who, body, create=True)
-    except (files.PolicyFileError, PolicyError) as exc:
-        raise _fail(exc) from None
     except IntegrityError:  # a unique column other than the name: the single sign-on subject
         raise HTTPException(409, detail="another user has that single sign-on subject") from None
 
@@ -259,8 +248,6 @@ def patch_user(username: str, body: UserPatch, request: Request, who: Admin, res
     item = UserIn.model_construct(username=username, **fields, _fields_set={"username", *fields})
     try:
         out = save_user(_ctx(request), who, item, create=False)
-    except (files.PolicyFileError, PolicyError) as exc:
-        raise _fail(exc) from None
     except IntegrityError:
         raise HTTPException(409, detail="another user has that single sign-on subject") from None
     if out.pending_roles:
@@ -296,12 +283,9 @@ def viewable_cameras(request: Request, who: Anyone) -> list[dict[str, Any]]:
 def create_raw_request(
     body: RawRequestIn, request: Request, who: Annotated[Principal, Depends(require("request_raw"))]
 ) -> Any:
-    try:
-        return _ctx(request).service.request_raw(
-            who, body.camera_id, body.purpose, body.case_ref, body.justification
-        )
-    except PolicyError as exc:
-        raise _fail(exc) from None
+    return _ctx(request).service.request_raw(
+        who, body.camera_id, body.purpose, body.case_ref, body.justification
+    )
 
 
 @router.get(
@@ -320,10 +304,7 @@ def list_raw_requests(
     "/raw-requests/{request_id}", response_model=RawRequestOut, tags=["raw view"], responses=problems(404)
 )
 def get_raw_request(request_id: str, request: Request, who: Anyone) -> Any:
-    try:
-        return _ctx(request).service.get_raw(who, request_id)
-    except PolicyError as exc:
-        raise _fail(exc) from None
+    return _ctx(request).service.get_raw(who, request_id)
 
 
 @router.post(
@@ -339,10 +320,7 @@ def approve_raw_request(
     who: Annotated[Principal, Depends(require("approve_raw"))],
     body: Annotated[RawApproveIn | None, Body()] = None,
 ) -> Any:
-    try:
-        return _ctx(request).service.approve_raw(who, request_id, body.minutes if body else None)
-    except PolicyError as exc:
-        raise _fail(exc) from None
+    return _ctx(request).service.approve_raw(who, request_id, body.minutes if body else None)
 
 
 @router.post(
@@ -357,10 +335,7 @@ def deny_raw_request(
     request: Request,
     who: Annotated[Principal, Depends(require("approve_raw"))],
 ) -> Any:
-    try:
-        return _ctx(request).service.deny_raw(who, request_id, body.reason)
-    except PolicyError as exc:
-        raise _fail(exc) from None
+    return _ctx(request).service.deny_raw(who, request_id, body.reason)
 
 
 @router.post(
@@ -371,7 +346,4 @@ def deny_raw_request(
     responses=problems(400, 404, 409),
 )
 def revoke_raw_request(request_id: str, body: ReasonIn, request: Request, who: Anyone) -> Any:
-    try:
-        return _ctx(request).service.revoke_raw(who, request_id, body.reason)
-    except PolicyError as exc:
-        raise _fail(exc) from None
+    return _ctx(request).service.revoke_raw(who, request_id, body.reason)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from policies.auth import require
-from policies.contract import PolicyError, Principal
+from policies.contract import Principal
 from policies.role_grants import RoleGrants
 from policies.schemas import IDENT_MAX, ReasonIn, problems
 
@@ -24,24 +24,15 @@ def _grants(request: Request) -> RoleGrants:
 @router.get("", summary="Role grants: pending ones wait for a second admin", responses=problems(400))
 def list_grants(request: Request, who: Admin,
                 state: Annotated[str | None, Query(max_length=IDENT_MAX)] = None) -> list[dict[str, Any]]:
-    try:
-        return _grants(request).list(state)
-    except PolicyError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
+    return _grants(request).list(state)
 
 
 @router.post("/{grant_id}/approve", summary="Approve another admin's grant (not one to yourself)",
              responses=problems(403, 404, 409))
 def approve_grant(grant_id: str, request: Request, who: Admin) -> dict[str, Any]:
-    try:
-        return _grants(request).approve(who, grant_id)
-    except PolicyError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
+    return _grants(request).approve(who, grant_id)
 
 
 @router.post("/{grant_id}/deny", summary="Deny another admin's grant", responses=problems(403, 404, 409))
 def deny_grant(grant_id: str, body: ReasonIn, request: Request, who: Admin) -> dict[str, Any]:
-    try:
-        return _grants(request).deny(who, grant_id, body.reason)
-    except PolicyError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
+    return _grants(request).deny(who, grant_id, body.reason)

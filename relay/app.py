@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import select
 
 import relay.metrics  # noqa: F401  (registers the relay's metrics, which /metrics exposes)
-from policies import api, auth, console_api, grants_api, overload, register
+from policies import api, auth, console_api, errors, grants_api, overload, register
 from policies.audit import api as audit_api
 from policies.auth import authorize, bearer_token
 from policies.context import PolicyContext, build_context
@@ -164,6 +164,7 @@ def create_app(settings: RelaySettings | None = None, *, context: PolicyContext 
     for module in (api, grants_api, audit_api, console_api, register):
         app.include_router(module.router)
     overload.install(app)
+    errors.install(app)
     app.include_router(whep.router)
     app.include_router(ui.router)  # /public/ and /console/ pages, /ui/config.json, /api/live/catalog
     app.include_router(consoles.router)  # the administrator console's anonymized camera still

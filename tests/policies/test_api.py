@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from policies import errors
 from policies.api import router
 from policies.auth import router as auth_router
 from policies.context import PolicyContext
@@ -36,6 +37,7 @@ def app(context: PolicyContext) -> FastAPI:
     app.state.policies = context
     app.include_router(router)
     app.include_router(auth_router)
+    errors.install(app)
     return app
 
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, Table, create_engine, inspect, select, text
 
+from policies import errors
 from policies.api import router
 from policies.auth import AuthError
 from policies.auth import router as auth_router
@@ -29,6 +30,7 @@ def client(context: PolicyContext) -> Iterator[TestClient]:
     app.state.policies = context
     app.include_router(router)
     app.include_router(auth_router)
+    errors.install(app)
     with TestClient(app) as c:
         yield c
 

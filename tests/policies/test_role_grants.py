@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from policies import grants_api
+from policies import errors, grants_api
 from policies.api import router
 from policies.auth import has_permission
 from policies.auth import router as auth_router
@@ -33,6 +33,7 @@ def client(context: PolicyContext) -> Iterator[TestClient]:
     app.state.policies = context
     for r in (router, auth_router, grants_api.router):
         app.include_router(r)
+    errors.install(app)
     with TestClient(app) as c:
         yield c
 
