@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -214,6 +214,11 @@ class Authenticator:
     # -- any bearer token ----------------------------------------------------------------------------
 
     def authenticate(self, token: str) -> Principal:
+        return self.identify(token)[0]
+
+    def identify(self, token: str) -> tuple[Principal, frozenset[str]]:
+        """The token's Principal and the permissions its roles grant, read in one transaction (the gate
+        asks both of every request)."""
         if not token:
             raise AuthError("no token")
         try:
@@ -226,7 +231,7 @@ class Authenticator:
             return self._oidc(token, header.get("kid"))
         raise AuthError("token type not accepted")
 
-    def _local(self, token: str) -> Principal:
+    def _local(self, token: str) -> tuple[Principal, frozenset[str]]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=LOCAL_ISSUER,
                                 options={"require": ["exp", "sub", "jti", "ver"]})
@@ -241,9 +246,9 @@ class Authenticator:
                 raise AuthError("account disabled or removed")
             if user.token_epoch != epoch:
                 raise AuthError("token predates a change of the account's roles, password or status")
-            return _principal(user)
+            return _principal(user), rights(user.roles)
 
-    def _oidc(self, token: str, kid: str | None) -> Principal:
+    def _oidc(self, token: str, kid: str | None) -> tuple[Principal, frozenset[str]]:
         assert self._jwks is not None
         st = self.settings
         if st.oidc_issuer is None or st.oidc_audience is None:
@@ -275,7 +280,8 @@ class Authenticator:
             # Two first requests of the same person raced to create the account; the other one won.
             return self._sso_user(subject, claims, wanted)
 
-    def _sso_user(self, subject: str, claims: dict[str, Any], wanted: set[str]) -> Principal:
+    def _sso_user(self, subject: str, claims: dict[str, Any], wanted: set[str],
+                  ) -> tuple[Principal, frozenset[str]]:
         with self.db.session() as s:
             roles = list(s.scalars(select(Role).where(Role.name.in_(wanted)))) if wanted else []
             user = s.scalar(select(User).where(User.oidc_subject == subject))
@@ -303,12 +309,17 @@ class Authenticator:
                                      reason="created from single sign-on" if before is None
                                      else "roles follow single sign-on",
                                      details={"user": user.username, "before": before, "after": after})
-            return _principal(user)
+            return _principal(user), rights(roles)
 
-    def permissions(self, principal: Principal) -> set[str]:
+    def permissions(self, principal: Principal) -> frozenset[str]:
         with self.db.session() as s:
-            roles = list(s.scalars(select(Role).where(Role.name.in_(principal.roles))))
-        return {p for p, flag in PERMISSIONS.items() if any(getattr(r, flag) for r in roles)}
+            return rights(s.scalars(select(Role).where(Role.name.in_(principal.roles))))
+
+
+def rights(roles: Iterable[Role]) -> frozenset[str]:
+    """The permissions ("view", "admin", ...) that any of `roles` grants."""
+    roles = list(roles)
+    return frozenset(p for p, flag in PERMISSIONS.items() if any(getattr(r, flag) for r in roles))
 
 
 def _principal(user: User) -> Principal:
@@ -346,13 +357,13 @@ def authorize(request: Request, permission: str | None = None) -> Principal:
     where = {"method": request.method, "path": request.url.path, "client": client_address(request),
              "route": getattr(request.scope.get("route"), "path", None)}  # refusals are counted per route
     try:
-        principal = ctx.auth.authenticate(bearer_token(request))
+        principal, granted = ctx.auth.identify(bearer_token(request))
     except AuthError as exc:
         ctx.audit.refusals.record("auth.refused", actor="anonymous", reason=str(exc), **where,
                                   status=exc.status)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         raise HTTPException(exc.status, detail=str(exc), headers=headers) from None
-    if permission is not None and not has_permission(ctx, principal, permission):
+    if permission is not None and permission not in granted:
         ctx.audit.refusals.record("auth.forbidden", actor=principal.username, roles=principal.roles,
                                   reason=f"missing permission: {permission}", **where, status=403)
         raise HTTPException(403, detail=f"your roles do not grant '{permission}'")

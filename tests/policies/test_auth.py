@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from policies.audit import AuditLog
 from policies.auth import Authenticator, AuthError, require
@@ -351,6 +351,25 @@ def test_refusals_are_401_403_and_logged(client: TestClient, context: PolicyCont
     assert forbidden.details["method"] == "GET" and forbidden.details["path"] == "/api/admin-only"
     text = log_text(context)
     assert token not in text and garbage not in text and PASSWORD not in text
+
+
+def test_the_gate_reads_the_account_and_its_rights_in_one_transaction(client: TestClient,
+                                                                     context: PolicyContext) -> None:
+    # Every API request passes the gate: one transaction for the token's account and its roles' rights.
+    add_user(context, "fay", ["policy_admin"])
+    token = context.auth.login("fay", PASSWORD)
+    begun: list[object] = []
+
+    def count(conn: object) -> None:
+        begun.append(conn)
+
+    event.listen(context.db.engine, "begin", count)
+    try:
+        resp = client.get("/api/admin-only", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        event.remove(context.db.engine, "begin", count)
+    assert resp.status_code == 200 and resp.json() == {"hello": "fay"}
+    assert len(begun) == 1
 
 
 def test_unknown_permission_is_a_programming_error() -> None:
