@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from blur import PROFILES, Anonymizer, FailReason, FrameReport, make_detector, maskers
+from blur.anonymizer import Look
+from blur.motion import MotionFrame
 from tests.blur.scenes import (
     FACE_IN_CROP,
     background,
@@ -516,3 +518,23 @@ def test_motion_gated_rounds_keep_a_still_face_and_follow_a_moving_one(centerfac
         assert report.detected and not report.failsafe
         assert changed_share(img, out, inner(still)) > 0.9, i
         assert changed_share(img, out, inner(moving)) > 0.9, i
+
+
+def test_boxes_are_moving_when_most_of_their_pixels_move() -> None:
+    # The tracker asks this of every box a round finds (hundreds on a crowd): boxes in frame pixels, the
+    # foreground at a quarter of the frame.
+    fg = np.zeros((90, 160), np.uint8)
+    fg[20:40, 30:70] = 255
+    look = Look(index=3, small=fg, scale=0.25,
+                motion=MotionFrame(frames=20, foreground=fg, scene_changed=False, min_area_frac=0.0),
+                timings_ms={})
+    boxes = np.array([[120, 80, 280, 160, 0.9],    # inside the moving block
+                      [200, 80, 360, 160, 0.9],    # half on it, half off: not mostly moving
+                      [120, 200, 200, 280, 0.9],   # still pixels
+                      [700, 400, 800, 500, 0.9],   # off the picture
+                      [-40, 80, 40, 160, 0.9]],    # cut by the picture's edge, nothing moving there
+                     np.float32)
+    assert Anonymizer._moving(look)(boxes).tolist() == [True, False, False, False, False]
+    assert Anonymizer._moving(look)(np.zeros((0, 5), np.float32)).shape == (0,)
+    still = Look(index=3, small=fg, scale=0.25, motion=None, timings_ms={})
+    assert not Anonymizer._moving(still)(boxes).any()
