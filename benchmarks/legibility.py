@@ -86,15 +86,28 @@ def reduce(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, tile_size(img.shape[:2]), interpolation=cv2.INTER_AREA)
 
 
-def scene_scores(grey_before: np.ndarray, grey_after: np.ndarray, free: np.ndarray) -> tuple[float, float]:
-    """(legibility, collateral) of one frame; `free` is the full-size face-free mask. NaN when the frame has
-    no face-free pixel at that scale."""
+def scene_scores(grey_before: np.ndarray, grey_after: np.ndarray, free: np.ndarray,
+                 parts: dict[str, np.ndarray] | None = None) -> tuple[float, float, dict[str, float]]:
+    """(legibility, collateral, loss by part) of one frame; `free` is the full-size face-free mask. NaN
+    when the frame has no face-free pixel at that scale. `parts`: named full-size bool masks (what covered
+    which pixels); a tile pixel belongs to the first part any pixel of its 4x4 block is in, else to
+    "untouched", and each part's loss is its pixels' 1 - SSIM over the count of face-free tile pixels, so
+    the parts add up to 1 - legibility."""
     tile_free = reduce(free.astype(np.float32)) >= 1.0 - 1e-6
     smap = ssim_map(reduce(grey_before), reduce(grey_after))
     legibility = float(smap[tile_free].mean()) if tile_free.any() else float("nan")
     changed = np.abs(grey_before - grey_after) > COLLATERAL_LEVELS
     collateral = float(changed[free].mean()) if free.any() else float("nan")
-    return legibility, collateral
+    losses: dict[str, float] = {}
+    if parts is not None and tile_free.any():
+        loss, n = 1.0 - smap, int(tile_free.sum())
+        left = tile_free.copy()
+        for name, area in parts.items():
+            inside = left & (reduce(area.astype(np.float32)) > 0)
+            losses[name] = float(loss[inside].sum()) / n
+            left &= ~inside
+        losses["untouched"] = float(loss[left].sum()) / n
+    return legibility, collateral, losses
 
 
 def mosaic(crop: np.ndarray, cells: int = MOSAIC_CELLS) -> np.ndarray:

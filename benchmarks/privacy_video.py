@@ -59,11 +59,11 @@ CLIPS = tuple(BACKGROUNDS)
 DEFAULT_SEED = 2026
 
 
-def results_name(clip: str, stops: int, seed: int = DEFAULT_SEED) -> str:
+def results_name(clip: str, stops: int, seed: int = DEFAULT_SEED, tag: str = "") -> str:
     """Results file of a clip; a clip made with another seed (other faces, paths and times) is a check
-    that the figures are not the one clip's: its own file."""
+    that the figures are not the one clip's: its own file. `tag`: a variant's (`--set`)."""
     return ("privacy_video" + ("" if clip == "vtest" else f"_{clip}") + ("_stops" if stops else "")
-            + ("" if seed == DEFAULT_SEED else f"_seed{seed}"))
+            + ("" if seed == DEFAULT_SEED else f"_seed{seed}") + (f"_{tag}" if tag else ""))
 
 
 def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,28 +106,70 @@ class Untouched:
         pass
 
 
-def make_anonymizer(variant: str, fps: float) -> Any:
+def _mask_parts(changed: np.ndarray, report: Any) -> dict[str, np.ndarray]:
+    """What covered each pixel of a frame: the whole frame (fail closed), or the face masks (the report's
+    face boxes; in a crowd they lie over silhouettes too) and the silhouettes (whatever else changed)."""
+    if report.failsafe:
+        return {"whole frame": np.ones_like(changed)}
+    faces = np.zeros_like(changed)
+    for x1, y1, x2, y2 in getattr(report, "faces", []):
+        faces[y1:y2, x1:x2] = True
+    return {"face masks": faces, "silhouettes": changed & ~faces}
+
+
+def make_anonymizer(variant: str, fps: float, settings: dict[str, Any] | None = None) -> Any:
+    """The anonymizer of a run; `settings` change the realtime profile (both of its runs) for a variant."""
     from blur import PROFILES, Anonymizer
 
     if variant == "untouched":
         return Untouched()
+    realtime = PROFILES["realtime"].with_(**(settings or {}))
     if variant == "realtime":
         # Offline, frames as fast as they come, on the live schedule: a detection round every
         # `detect_every` frames (the profile's detect_hz at this frame rate), tracking in between.
-        config = PROFILES["realtime"].with_(detect_every=detect_every(fps))
-        return Anonymizer(config, live=False)
+        every = max(1, round(fps / realtime.detect_hz))
+        return Anonymizer(realtime.with_(detect_every=every), live=False)
     if variant == "realtime-live":
         # The live path itself: detection on the worker thread, frames fed at the clip's real rate.
-        return Anonymizer(profile="realtime", live=True)
+        return Anonymizer(realtime, live=True)
     return Anonymizer(profile=variant, live=False)
 
 
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as realtime-profile settings: names of blur.profiles.AnonymizerConfig, values in
+    JSON (a list for a tuple); SystemExit on an unknown name or a value of the wrong kind."""
+    from dataclasses import fields
+
+    from blur import PROFILES
+
+    known = {f.name: getattr(PROFILES["realtime"], f.name) for f in fields(PROFILES["realtime"])}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        default = known[key]
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if default is not None and type(value) is not type(default):
+            raise SystemExit(f"--set {pair!r}: {key} is a {type(default).__name__}")
+        out[key] = value
+    return out
+
+
 def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, anonymizer: Any = None,
-                paced: bool | None = None) -> dict[str, Any]:
+                paced: bool | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score one run over the clip. `anonymizer` (anything with process(frame) and close()) replaces the
-    profile's own; `paced` feeds frames at the clip's rate (default: for `realtime-live`)."""
+    profile's own; `paced` feeds frames at the clip's rate (default: for `realtime-live`); `settings`
+    change the realtime profile (`make_anonymizer`)."""
     max_frames = len(truth.frames) if max_frames is None else max_frames
-    anonymizer = make_anonymizer(profile, truth.fps) if anonymizer is None else anonymizer
+    anonymizer = make_anonymizer(profile, truth.fps, settings) if anonymizer is None else anonymizer
     paced = profile == "realtime-live" if paced is None else paced
     start = time.perf_counter()
     counted = truth.counted()
@@ -141,6 +183,7 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
     readable_examples: list[dict[str, Any]] = []  # the first readable face-frames, to look at
     unchanged_per_size: dict[str, int] = defaultdict(int)
     legibility: list[float] = []
+    loss_by_part: dict[str, float] = defaultdict(float)  # summed over frames
     collateral: list[float] = []
     uncovered_per_frame: list[int] = []
     faces_per_frame: list[int] = []
@@ -166,7 +209,10 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
                 changed = changed_mask(before, after)
                 grey0, grey1 = leg.grey_of_luma(before[0]), leg.grey_of_luma(after[0])
                 free = leg.face_free_mask(grey0.shape, [f.box for f in truth.frames[index]])
-                scene, collateral_share = leg.scene_scores(grey0, grey1, free)
+                scene, collateral_share, losses = leg.scene_scores(
+                    grey0, grey1, free, _mask_parts(changed, report))
+                for part, value in losses.items():
+                    loss_by_part[part] += value
                 legibility.append(scene)
                 collateral.append(collateral_share)
                 failsafe_frames += int(bool(report.failsafe))
@@ -327,6 +373,9 @@ def run_profile(truth: ClipTruth, profile: str, max_frames: int | None = None, a
         "frames": len(frame_ms),
         "changed_share_away_from_faces": statistics.fmean(false_change) if false_change else None,
         "legibility": _nanmean(legibility),
+        # What the legibility lost, by what covered the tile's pixels (they add up to 1 - legibility).
+        "legibility_loss_by_mask": {k: round(v / max(1, len(legibility)), 4)
+                                    for k, v in loss_by_part.items()},
         "collateral": _nanmean(collateral),
         "ms_per_frame_median": statistics.median(frame_ms) if frame_ms else None,
         "meets_target": bool(total and uncovered / total <= TARGET_UNCOVERED and longest <= TARGET_MAX_RUN),
@@ -482,17 +531,29 @@ def main(argv: list[str] | None = None) -> int:
         help="run the slow quality profile on the first N frames only (default: the whole clip)",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the realtime profile (blur/profiles.py; JSON value) for a variant run; "
+        "repeatable, needs --tag",
+    )
+    parser.add_argument("--tag", default="", help="the variant's name: results in privacy_video..._<tag>.*")
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the other runs of the existing results file if made from the same clip and engine",
     )
     args = parser.parse_args(argv)
+    settings = parse_settings(args.set)
+    if bool(settings) != bool(args.tag) or (args.tag and not args.tag.replace("-", "").isalnum()):
+        parser.error("--set and --tag go together; a tag is letters, digits and dashes")
 
     for clip in args.clips:
         with tempfile.TemporaryDirectory(prefix="privacy-video-") as tmp:
             truth = make_clip(Path(tmp) / "clip.mp4", n_frames=args.frames, seed=args.seed, stops=args.stops,
                               background=clip)
-            name = results_name(clip, args.stops, args.seed)
+            name = results_name(clip, args.stops, args.seed, args.tag)
             data = {
                 "benchmark": "privacy_video",
                 "criterion": {
@@ -517,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                 "clip": truth.describe() | {"seed": args.seed, "h264_crf": 23, "stops": args.stops,
                                             "name": clip},
                 "realtime_detect_every_frames": detect_every(truth.fps),
+                "settings": settings,
                 "engine": engine_version(),
                 "profiles": {},
             }
@@ -524,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                 data["profiles"] = _earlier_runs(name, data, args.profiles)
             for profile in args.profiles:
                 limit = args.quality_frames if profile == "quality" else None
-                res = run_profile(truth, profile, limit)
+                res = run_profile(truth, profile, limit, settings=settings)
                 data["profiles"][profile] = res
                 print(
                     f"{clip}/{profile}: {res['uncovered']}/{res['face_frames']} face-frames uncovered "
@@ -539,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 # Written after every run, so a long quality run that is cut short keeps what was measured.
                 write_results(name, data, plot(data["profiles"], clip))
-    if not args.stops:
+    if not args.stops and not args.tag:
         table, fig = summary()
         write_results("privacy_video_summary", table, fig)
     return 0

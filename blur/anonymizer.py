@@ -51,6 +51,7 @@ class FrameReport:
     detected: bool                          # a fresh detection result was applied this frame
     timings_ms: dict[str, float] = field(default_factory=dict)
     cause: FailReason | None = None         # why failsafe, without the detail
+    faces: list[tuple[int, int, int, int]] = field(default_factory=list)  # the face masks among `boxes`
 
 
 @dataclass
@@ -290,7 +291,8 @@ class Anonymizer:
         failure = plan.failure
         return FrameReport(boxes=boxes, failsafe=failure is not None,
                            reason=failure.text if failure else None, detected=plan.detected,
-                           timings_ms=timings, cause=failure.cause if failure else None)
+                           timings_ms=timings, cause=failure.cause if failure else None,
+                           faces=plan.faces if failure is None else [])
 
     def _offline_round(self, planes: list[np.ndarray], look: Look) -> None:
         """This frame's detection round (stage 1, offline). A detector error fails frames closed until a

@@ -9,7 +9,7 @@ from skimage import metrics
 
 from benchmarks import legibility as leg
 from benchmarks.common import shared_data_dir
-from benchmarks.privacy_video import results_name, run_profile
+from benchmarks.privacy_video import parse_settings, results_name, run_profile
 from benchmarks.videogen import make_clip
 
 
@@ -24,7 +24,7 @@ def _scene(h: int = 720, w: int = 1280, seed: int = 0) -> np.ndarray:
 def test_untouched_picture_scores_one_and_no_collateral() -> None:
     grey = _scene()
     free = leg.face_free_mask(grey.shape, [(100, 100, 140, 150), (600, 300, 680, 400)])
-    legibility, collateral = leg.scene_scores(grey, grey.copy(), free)
+    legibility, collateral, _ = leg.scene_scores(grey, grey.copy(), free)
     assert legibility == pytest.approx(1.0, abs=1e-6)
     assert collateral == 0.0
 
@@ -35,7 +35,7 @@ def test_changes_away_from_faces_lower_legibility_and_count_as_collateral() -> N
     out[:, :640] = cv2.resize(cv2.resize(grey[:, :640], (40, 45), interpolation=cv2.INTER_AREA), (640, 720),
                               interpolation=cv2.INTER_NEAREST)
     free = leg.face_free_mask(grey.shape, [])
-    legibility, collateral = leg.scene_scores(grey, out, free)
+    legibility, collateral, _ = leg.scene_scores(grey, out, free)
     assert legibility < 0.8
     assert 0.3 < collateral <= 0.5
 
@@ -46,10 +46,32 @@ def test_changes_on_faces_do_not_count() -> None:
     out = grey.copy()
     for x1, y1, x2, y2 in boxes:
         out[y1:y2, x1:x2] = 0
-    legibility, collateral = leg.scene_scores(grey, out, leg.face_free_mask(grey.shape, boxes))
+    legibility, collateral, _ = leg.scene_scores(grey, out, leg.face_free_mask(grey.shape, boxes))
     # Tile pixels near a face still see it through the SSIM window: close to 1, not exactly.
     assert legibility > 0.995
     assert collateral == 0.0
+
+
+def test_the_loss_is_split_by_what_covered_the_pixels() -> None:
+    grey = _scene()
+    out = grey.copy()
+    left = np.zeros(grey.shape, bool)
+    left[:, :320] = True      # a coarse mosaic here...
+    right = np.zeros(grey.shape, bool)
+    right[:, 960:] = True     # ...and a flat fill there
+    out[:, :320] = cv2.resize(cv2.resize(grey[:, :320], (20, 45), interpolation=cv2.INTER_AREA), (320, 720),
+                              interpolation=cv2.INTER_NEAREST)
+    out[:, 960:] = 128
+    free = leg.face_free_mask(grey.shape, [])
+    legibility, _, parts = leg.scene_scores(grey, out, free, {"mosaic": left, "flat": right})
+    assert set(parts) == {"mosaic", "flat", "untouched"}
+    assert sum(parts.values()) == pytest.approx(1 - legibility, abs=1e-5)
+    # Each region is a quarter of the picture; a flat fill loses more than a mosaic of it, and the
+    # untouched half loses only what the SSIM window sees of the edges.
+    assert parts["flat"] > parts["mosaic"] > 0.05 > parts["untouched"] > 0
+    # A tile pixel is counted once, in the first part it touches.
+    _, _, twice = leg.scene_scores(grey, out, free, {"mosaic": left, "again": left, "flat": right})
+    assert twice["again"] == 0.0 and twice["mosaic"] == pytest.approx(parts["mosaic"])
 
 
 def test_face_boxes_grow_an_eighth_each_side() -> None:
@@ -111,5 +133,27 @@ def test_untouched_clip_scores_one(tmp_path, clip: str) -> None:
     truth = make_clip(tmp_path / "clip.mp4", n_frames=6, background=clip)
     res = run_profile(truth, "untouched")
     assert res["legibility"] == pytest.approx(1.0, abs=1e-6)
+    assert sum(res["legibility_loss_by_mask"].values()) == pytest.approx(0.0, abs=1e-4)
     assert res["collateral"] == 0.0
     assert res["uncovered_share"] == 1.0 and res["readable_share"] == 1.0
+
+
+def test_a_realtime_run_says_which_masks_cost_the_legibility(tmp_path) -> None:
+    assert (shared_data_dir() / "faces" / "wider-val-416").is_dir(), "no internal evaluation data"
+    truth = make_clip(tmp_path / "clip.mp4", n_frames=12, background="vtest")
+    res = run_profile(truth, "realtime")
+    parts = res["legibility_loss_by_mask"]
+    assert sum(parts.values()) == pytest.approx(1 - res["legibility"], abs=1e-3)
+    # Frames 1-4 leave masked whole while the background is learnt; from frame 5 faces have their masks.
+    assert parts["whole frame"] > 0 and parts["face masks"] > 0
+
+
+def test_variant_settings_are_checked_and_named() -> None:
+    assert parse_settings(["threshold=0.15", "scales=[1, 2]", "detector=centerface", "track_persist=1"]) == {
+        "threshold": 0.15, "scales": (1, 2), "detector": "centerface",
+        "track_persist": 1}
+    assert parse_settings(["margin=1"]) == {"margin": 1.0}
+    for bad in (["nope=1"], ["threshold"], ["threshold=high"], ["track=1"]):
+        with pytest.raises(SystemExit):
+            parse_settings(bad)
+    assert results_name("crowd", 0, 2027, "t15") == "privacy_video_crowd_seed2027_t15"
