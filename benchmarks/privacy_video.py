@@ -155,10 +155,11 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
         default = known[key]
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        kind = type(default) if default is not None else float  # the one optional setting is in ms
+        if isinstance(value, int) and kind is float and not isinstance(value, bool):
             value = float(value)
-        if default is not None and type(value) is not type(default):
-            raise SystemExit(f"--set {pair!r}: {key} is a {type(default).__name__}")
+        if not (value is None and default is None) and type(value) is not kind:
+            raise SystemExit(f"--set {pair!r}: {key} is a {kind.__name__}")
         out[key] = value
     return out
 

@@ -152,8 +152,9 @@ def test_variant_settings_are_checked_and_named() -> None:
     assert parse_settings(["threshold=0.15", "scales=[1, 2]", "detector=centerface", "track_persist=1"]) == {
         "threshold": 0.15, "scales": (1, 2), "detector": "centerface",
         "track_persist": 1}
-    assert parse_settings(["margin=1"]) == {"margin": 1.0}
-    for bad in (["nope=1"], ["threshold"], ["threshold=high"], ["track=1"]):
+    assert parse_settings(["margin=1", "frame_budget_ms=40"]) == {"margin": 1.0, "frame_budget_ms": 40.0}
+    assert parse_settings(["frame_budget_ms=null"]) == {"frame_budget_ms": None}
+    for bad in (["nope=1"], ["threshold"], ["threshold=high"], ["track=1"], ["frame_budget_ms=soon"]):
         with pytest.raises(SystemExit):
             parse_settings(bad)
     assert results_name("crowd", 0, 2027, "t15") == "privacy_video_crowd_seed2027_t15"
