@@ -87,11 +87,11 @@ def changed_mask(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...]) 
     return changed
 
 
-def detect_every(fps: float) -> int:
-    """Frames between detections that the realtime profile's live rate gives at `fps`."""
+def detect_every(fps: float, detect_hz: float | None = None) -> int:
+    """Frames between detections that the realtime profile's live rate (or `detect_hz`) gives at `fps`."""
     from blur import PROFILES
 
-    return max(1, round(fps / PROFILES["realtime"].detect_hz))
+    return max(1, round(fps / (detect_hz or PROFILES["realtime"].detect_hz)))
 
 
 class Untouched:
@@ -127,8 +127,7 @@ def make_anonymizer(variant: str, fps: float, settings: dict[str, Any] | None = 
     if variant == "realtime":
         # Offline, frames as fast as they come, on the live schedule: a detection round every
         # `detect_every` frames (the profile's detect_hz at this frame rate), tracking in between.
-        every = max(1, round(fps / realtime.detect_hz))
-        return Anonymizer(realtime.with_(detect_every=every), live=False)
+        return Anonymizer(realtime.with_(detect_every=detect_every(fps, realtime.detect_hz)), live=False)
     if variant == "realtime-live":
         # The live path itself: detection on the worker thread, frames fed at the clip's real rate.
         return Anonymizer(realtime, live=True)
@@ -578,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "clip": truth.describe() | {"seed": args.seed, "h264_crf": 23, "stops": args.stops,
                                             "name": clip},
-                "realtime_detect_every_frames": detect_every(truth.fps),
+                "realtime_detect_every_frames": detect_every(truth.fps, settings.get("detect_hz")),
                 "settings": settings,
                 "engine": engine_version(),
                 "profiles": {},
